@@ -1,0 +1,84 @@
+# Runyard: the single entry point for building, testing and running the project. `make help` lists every target.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PY        ?= python3.11
+VENV      := .venv
+BIN       := $(VENV)/bin
+PYTHON    := $(BIN)/python
+KUBECONFIG_FILE := $(CURDIR)/.cluster/kubeconfig
+NODES     ?= 4
+export RUNYARD_CACHE ?= $(HOME)/.cache/runyard
+
+##@ Setup
+.PHONY: help
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make \033[36m<target>\033[0m\n"} /^[a-zA-Z0-9_-]+:.*?##/ { printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+$(VENV)/.installed: requirements-dev.txt sdk/pyproject.toml operator/pyproject.toml
+	@test -x $(PYTHON) || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -U pip
+	$(BIN)/pip install -q -r requirements-dev.txt -e 'sdk[kube,tracking]' -e operator
+	@touch $@
+
+.PHONY: install
+install: $(VENV)/.installed ## Create .venv with runyard + runyard-operator (editable) and the dev tools
+	@command -v mpirun >/dev/null || hack/install-system-deps.sh
+
+.PHONY: install-examples
+install-examples: install ## Add the heavy optional extras (torch, scikit-learn, mpi4py) used by examples
+	$(BIN)/pip install -q -e 'sdk[examples]'
+
+##@ Code
+.PHONY: generate
+generate: install ## Regenerate the CRD (and chart copy) from the pydantic models
+	$(PYTHON) hack/generate.py
+
+.PHONY: verify
+verify: generate ## Regenerate everything and fail on any drift
+	@git --no-pager diff --exit-code -- crds/ helm/ || (echo "generated files are out of date: run 'make generate' and commit" >&2; exit 1)
+	@test -z "$$(git status --porcelain -- crds/ helm/)" || (git status --porcelain -- crds/ helm/; echo "untracked generated files" >&2; exit 1)
+
+.PHONY: lint
+lint: install ## ruff (lint + format check), mypy --strict and import-linter
+	$(BIN)/ruff check sdk operator tests hack bench examples
+	$(BIN)/ruff format --check sdk operator tests hack bench examples
+	$(BIN)/mypy sdk/runyard operator/runyard_operator
+	$(BIN)/lint-imports
+
+.PHONY: fmt
+fmt: install ## Format the code with ruff
+	$(BIN)/ruff check --fix sdk operator tests hack bench examples
+	$(BIN)/ruff format sdk operator tests hack bench examples
+
+##@ Test
+.PHONY: test-unit
+test-unit: install ## Fast tests: no cluster needed
+	$(BIN)/pytest -m "not cluster" -q
+
+.PHONY: test-cluster
+test-cluster: install binaries ## Tests against the local control plane (started on demand)
+	$(BIN)/pytest -m cluster -q
+
+.PHONY: test
+test: install binaries ## Everything: lint, verify, unit and cluster tests
+	$(MAKE) lint
+	$(MAKE) verify
+	$(BIN)/pytest -q
+
+##@ Local cluster
+.PHONY: binaries
+binaries: ## Build etcd, kube-apiserver/controller-manager/scheduler, kwok and helm from Go modules (cached)
+	hack/build-binaries.sh all
+
+.PHONY: cluster-up
+cluster-up: install binaries ## Start the local control plane with NODES fake GPU nodes (no-op if running)
+	NODES=$(NODES) $(PYTHON) hack/localcluster.py up
+
+.PHONY: cluster-down
+cluster-down: ## Stop exactly the processes cluster-up started and remove the state
+	@$(PY) hack/localcluster.py down
+
+.PHONY: cluster-status
+cluster-status: ## Show the local cluster's processes and nodes
+	@$(PY) hack/localcluster.py status

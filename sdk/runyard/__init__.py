@@ -1,0 +1,3 @@
+"""Runyard SDK: TrainingRun API models, pure builders, client and CLI."""
+
+__version__ = "0.1.0"
