@@ -54,17 +54,17 @@ fmt: install ## Format the code with ruff
 ##@ Test
 .PHONY: test-unit
 test-unit: install ## Fast tests: no cluster needed
-	$(BIN)/pytest -m "not cluster" -q
+	$(BIN)/pytest -m "not cluster" -q || [ $$? -eq 5 ]
 
 .PHONY: test-cluster
 test-cluster: install binaries ## Tests against the local control plane (started on demand)
-	$(BIN)/pytest -m cluster -q
+	$(BIN)/pytest -m cluster -q || [ $$? -eq 5 ]
 
 .PHONY: test
 test: install binaries ## Everything: lint, verify, unit and cluster tests
 	$(MAKE) lint
 	$(MAKE) verify
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q || [ $$? -eq 5 ]
 
 ##@ Local cluster
 .PHONY: binaries

@@ -19,6 +19,7 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,6 +221,9 @@ def get(url: str, ctx: ssl.SSLContext | None = None, timeout: float = 2.0) -> in
     try:
         with urllib.request.urlopen(url, timeout=timeout, context=ctx) as resp:
             return int(resp.status)
+    except urllib.error.HTTPError as err:
+        err.close()
+        return err.code
     except Exception:
         return 0
 
