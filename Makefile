@@ -82,3 +82,11 @@ cluster-down: ## Stop exactly the processes cluster-up started and remove the st
 .PHONY: cluster-status
 cluster-status: ## Show the local cluster's processes and nodes
 	@$(PY) hack/localcluster.py status
+
+##@ Operator
+.PHONY: operator
+operator: install ## Run the operator in the foreground against .cluster/kubeconfig (after make cluster-up)
+	KUBECONFIG=$(KUBECONFIG_FILE) $(BIN)/runyard-operator run --log-format plain
+
+# Feature areas add their targets in mk/*.mk (tracking, gpu, artifacts, helm, bench, ...).
+-include mk/*.mk

@@ -1,0 +1,157 @@
+"""`runyard-operator run`: command-line flags and env, logging, and the asyncio entry point around kopf."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from runyard_operator import __version__
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"RUNYARD_{name}", default)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="runyard-operator", description="Runyard TrainingRun operator.")
+    parser.add_argument("--version", action="version", version=__version__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="Run the operator (reads KUBECONFIG or the in-cluster config).")
+    run.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=None,
+        help="Namespace to watch (repeatable; env RUNYARD_NAMESPACES, comma-separated). Default: all namespaces.",
+    )
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(_env("METRICS_PORT", "8080")),
+        help="Port of /metrics, /healthz and /readyz (env RUNYARD_METRICS_PORT).",
+    )
+    run.add_argument(
+        "--log-format",
+        choices=["json", "plain"],
+        default=_env("LOG_FORMAT", "json"),
+        help="Log format (env RUNYARD_LOG_FORMAT).",
+    )
+    run.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"), help="Log level (env RUNYARD_LOG_LEVEL).")
+    run.add_argument(
+        "--qps",
+        type=float,
+        default=float(_env("API_QPS", "100")),
+        help="Client-side limit of API requests per second (env RUNYARD_API_QPS).",
+    )
+    run.add_argument(
+        "--burst",
+        type=int,
+        default=int(_env("API_BURST", "200")),
+        help="Burst above --qps (env RUNYARD_API_BURST).",
+    )
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=int(_env("WORKERS", "16")),
+        help="Concurrent reconciles (env RUNYARD_WORKERS).",
+    )
+    run.add_argument(
+        "--config",
+        default=_env("CONFIG", ""),
+        help="Operator configuration file (YAML: trackers, GPU metrics, artifacts; env RUNYARD_CONFIG).",
+    )
+    return parser
+
+
+def configure_logging(fmt: str, level: str) -> None:
+    import kopf
+
+    kopf.configure(
+        log_format=kopf.LogFormat.JSON if fmt == "json" else kopf.LogFormat.PLAIN,
+        verbose=level.upper() == "DEBUG",
+    )
+    logging.getLogger().setLevel(level.upper())
+    # aiohttp's access log and kopf's per-object chatter are noise at INFO.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+
+
+async def run_operator(args: argparse.Namespace) -> None:
+    import kopf
+
+    from runyard_operator import handlers, metrics
+    from runyard_operator.config import load_config
+    from runyard_operator.controller import Controller
+    from runyard_operator.k8s import Kube
+    from runyard_operator.plugins import build_plugins
+
+    config = load_config(args.config or None)
+    namespaces = args.namespace or [n for n in _env("NAMESPACES", "").split(",") if n]
+    kube = await Kube.connect(qps=args.qps, burst=args.burst)
+    controller = Controller(kube, plugins=build_plugins(config), workers=args.workers, ssh_keygen=_ssh_keygen)
+    registry = kopf.OperatorRegistry()
+    handlers.register(registry, controller)
+    ready = asyncio.Event()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    health = metrics.HealthServer(args.metrics_port, ready)
+    await health.start()
+    logging.getLogger(__name__).info(
+        "runyard-operator %s starting: namespaces=%s metrics=:%d qps=%s burst=%s workers=%d",
+        __version__,
+        namespaces or "all",
+        args.metrics_port,
+        args.qps,
+        args.burst,
+        args.workers,
+    )
+    try:
+        await kopf.operator(
+            registry=registry,
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            standalone=True,
+            ready_flag=ready,
+            stop_flag=stop,
+        )
+    finally:
+        await health.stop()
+        await kube.close()
+
+
+def _ssh_keygen() -> tuple[str, str]:
+    """A fresh ed25519 key pair for an MPI run (OpenSSH formats)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    ).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+    return private, public
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(args.log_format, args.log_level)
+    with contextlib.suppress(KeyboardInterrupt):
+        try:
+            import uvloop
+        except ImportError:
+            asyncio.run(run_operator(args))
+        else:
+            uvloop.run(run_operator(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,407 @@
+"""The reconcile loop: caches fed by watch events, one level-based reconcile per TrainingRun, actions through k8s.py."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from runyard import constants as c
+from runyard.api import TrainingRun
+from runyard.builders import BuildContext, build_children
+from runyard_operator import metrics
+from runyard_operator.k8s import ApiError, Kube
+from runyard_operator.observe import JobView, PodView, summarize_job, summarize_pod
+from runyard_operator.plugins import PluginContext, RunPlugin
+from runyard_operator.policies import lifecycle as lc
+from runyard_operator.workqueue import WorkQueue
+
+logger = logging.getLogger(__name__)
+
+RunKey = tuple[str, str]  # (namespace, name)
+
+# Only these metadata fields are part of the API model; the rest (managedFields, resourceVersion...) is not validated.
+_META_FIELDS = ("name", "namespace", "uid", "generation", "labels", "annotations")
+
+
+@dataclass
+class RunCache:
+    """Latest bodies of runs and summaries of their children, fed by watch events."""
+
+    runs: dict[RunKey, dict[str, Any]] = field(default_factory=dict)
+    uid_to_key: dict[str, RunKey] = field(default_factory=dict)
+    jobs: dict[str, dict[str, JobView]] = field(default_factory=dict)
+    pods: dict[str, dict[str, PodView]] = field(default_factory=dict)
+    created: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
+
+
+def _rv(body: Mapping[str, Any]) -> int:
+    try:
+        return int(body.get("metadata", {}).get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
+
+def _compact(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Drop managedFields (often the largest part of an object) before caching."""
+    out = dict(body)
+    meta = dict(out.get("metadata") or {})
+    meta.pop("managedFields", None)
+    out["metadata"] = meta
+    return out
+
+
+def run_facts(run: TrainingRun) -> lc.RunFacts:
+    spec, policy = run.spec, run.spec.run_policy
+    framework = str(spec.framework)
+    if framework == "tensorflow":
+        success: tuple[str, ...] = (c.ROLE_CHIEF,) if c.ROLE_CHIEF in spec.replicas else (c.ROLE_WORKER,)
+    elif framework == "mpi":
+        success = (c.ROLE_LAUNCHER,)
+    else:
+        success = (c.ROLE_NODE,)
+    retry = policy.retry_on
+    return lc.RunFacts(
+        name=run.name,
+        generation=int(run.metadata.generation or 0),
+        framework=framework,
+        replicas={role: r.replicas for role, r in spec.replicas.items()},
+        success_roles=success,
+        backoff_limit=policy.backoff_limit,
+        backoff_seconds=float(policy.backoff_seconds),
+        retry=lc.RetryPolicy(
+            exit_codes=frozenset(retry.exit_codes) if retry.exit_codes is not None else None,
+            **({"reasons": frozenset(retry.reasons)} if retry.reasons is not None else {}),
+        ),
+        active_deadline_seconds=policy.active_deadline_seconds,
+        ttl_seconds_after_finished=policy.ttl_seconds_after_finished,
+        clean_pod_policy=str(policy.clean_pod_policy),
+        suspend=policy.suspend,
+        queue_name=spec.queue_name,
+    )
+
+
+def parse_run(body: Mapping[str, Any]) -> TrainingRun:
+    meta = body.get("metadata") or {}
+    return TrainingRun.model_validate(
+        {
+            "apiVersion": body.get("apiVersion", c.API_VERSION),
+            "kind": body.get("kind", c.KIND),
+            "metadata": {k: meta[k] for k in _META_FIELDS if k in meta},
+            "spec": body.get("spec"),
+        }
+    )
+
+
+def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """A merge patch turning `old` into `new` at the top level (removed keys become null)."""
+    patch: dict[str, Any] = {k: v for k, v in new.items() if old.get(k) != v}
+    patch.update({k: None for k in old if k not in new})
+    return patch
+
+
+class Controller:
+    """Owns the caches and the work queue; every change to the cluster goes through `self.kube`."""
+
+    def __init__(
+        self, kube: Kube, plugins: Sequence[RunPlugin] = (), workers: int = 16, ssh_keygen: Any = None
+    ) -> None:
+        self.kube = kube
+        self.cache = RunCache()
+        self.plugins = list(plugins)
+        self.queue = WorkQueue(self.reconcile, workers=workers)
+        self._ssh_keygen = ssh_keygen
+        self._failures: dict[RunKey, int] = {}
+        metrics.register_collector(metrics.RunsByPhase(self._phases))
+
+    # --- cache feeding (called from the kopf event handlers; never block) --------------------------------
+
+    def on_run_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        key: RunKey = (meta.get("namespace", ""), meta.get("name", ""))
+        if event_type == "DELETED":
+            self.cache.runs.pop(key, None)
+            uid = meta.get("uid", "")
+            self.cache.uid_to_key.pop(uid, None)
+            self.cache.created.pop(uid, None)
+            return
+        current = self.cache.runs.get(key)
+        if (
+            current is not None
+            and current.get("metadata", {}).get("uid") == meta.get("uid")
+            and _rv(current) > _rv(body)
+        ):
+            return  # our own write already put a newer version in the cache
+        self.cache.runs[key] = _compact(body)
+        self.cache.uid_to_key[meta.get("uid", "")] = key
+        self.queue.add(key)
+
+    def on_child_event(self, kind: str, event_type: str | None, body: Mapping[str, Any]) -> None:
+        meta = body.get("metadata") or {}
+        run_uid = (meta.get("labels") or {}).get(c.LABEL_RUN_UID)
+        if not run_uid:
+            return
+        store = self.cache.jobs if kind == "Job" else self.cache.pods
+        children = store.setdefault(run_uid, {})
+        child_key = meta.get("name", "") if kind == "Job" else meta.get("uid", "")
+        if event_type == "DELETED":
+            children.pop(child_key, None)
+            if not children:
+                store.pop(run_uid, None)
+        else:
+            children[child_key] = summarize_job(body) if kind == "Job" else summarize_pod(body)  # type: ignore[assignment]
+        key = self.cache.uid_to_key.get(run_uid)
+        if key:
+            self.queue.add(key)
+
+    def plugin_context(self) -> PluginContext:
+        return PluginContext(
+            kube=self.kube,
+            runs=lambda: list(self.cache.runs.items()),
+            pods_of=lambda uid: list(self.cache.pods.get(uid, {}).values()),
+            reconcile=self.queue.add,
+        )
+
+    async def start_plugins(self) -> None:
+        ctx = self.plugin_context()
+        for plugin in self.plugins:
+            await plugin.start(ctx)
+
+    async def stop_plugins(self) -> None:
+        for plugin in self.plugins:
+            await plugin.stop()
+
+    def _phases(self) -> list[tuple[str, str]]:
+        return [
+            (
+                str((b.get("status") or {}).get("phase") or "Pending"),
+                str((b.get("spec") or {}).get("framework")),
+            )
+            for b in self.cache.runs.values()
+        ]
+
+    # --- reconcile ---------------------------------------------------------------------------------------
+
+    async def reconcile(self, key: RunKey) -> None:
+        body = self.cache.runs.get(key)
+        if body is None:
+            return
+        started = time.perf_counter()
+        try:
+            await self._reconcile(key, body)
+            self._failures.pop(key, None)
+        except ApiError as err:
+            if err.status == 404:
+                return  # the run is gone; its DELETED event clears the cache
+            self._retry_later(key, err)
+        except Exception as err:  # never let one object take the operator down
+            logger.exception("reconcile %s/%s failed", *key)
+            self._retry_later(key, err)
+        finally:
+            metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
+            metrics.QUEUE_DEPTH.set(len(self.queue))
+
+    def _retry_later(self, key: RunKey, err: Exception) -> None:
+        metrics.RECONCILE_ERRORS.inc()
+        n = self._failures.get(key, 0) + 1
+        self._failures[key] = n
+        delay = min(0.5 * 2 ** (n - 1), 60.0)
+        logger.warning("reconcile %s/%s: %s; retrying in %.1fs", key[0], key[1], err, delay)
+        self.queue.add_at(key, time.monotonic() + delay)
+
+    async def _reconcile(self, key: RunKey, body: dict[str, Any]) -> None:
+        meta = body["metadata"]
+        namespace, name, uid = key[0], key[1], meta["uid"]
+        previous: dict[str, Any] = copy.deepcopy(body.get("status") or {})
+        now = datetime.now(UTC)
+
+        try:
+            run = parse_run(body)
+        except ValidationError as err:
+            await self._mark_invalid(body, previous, err, now)
+            return
+
+        if meta.get("deletionTimestamp"):
+            await self._finalize(body, run, previous)
+            return
+        if any(p.needs_finalizer(run) for p in self.plugins) and c.FINALIZER not in (meta.get("finalizers") or []):
+            await self._add_finalizer(body)
+
+        facts = run_facts(run)
+        jobs = list(self.cache.jobs.get(uid, {}).values())
+        pods = list(self.cache.pods.get(uid, {}).values())
+        decision = lc.decide(facts, previous, jobs, pods, now)
+        status = decision.status
+
+        for job_name in decision.delete_jobs:
+            await self.kube.delete("Job", namespace, job_name)
+            self._forget_job(uid, job_name)
+        for job_name, suspend in decision.suspend_jobs.items():
+            await self.kube.patch("Job", namespace, job_name, {"spec": {"suspend": suspend}})
+        if decision.create_children:
+            await self._create_children(body, run, status)
+
+        if status.get("phase") in lc.TERMINAL and previous.get("phase") not in lc.TERMINAL:
+            for plugin in self.plugins:
+                status |= await plugin.finished(run, status)
+
+        await self._write_status(key, body, previous, status, decision.events, facts.framework)
+
+        if decision.requeue_at is not None:
+            delay = max((decision.requeue_at - now).total_seconds(), 0.0)
+            self.queue.add_at(key, time.monotonic() + delay + 0.05)
+        if decision.delete_run:
+            await self.kube.delete(c.KIND, namespace, name)
+
+    async def _create_children(self, body: Mapping[str, Any], run: TrainingRun, status: dict[str, Any]) -> None:
+        uid = body["metadata"]["uid"]
+        attempt = int(status.get("restarts") or 0)
+        extra_env: list[dict[str, Any]] = []
+        for plugin in self.plugins:
+            prepared = await plugin.prepare(run, status)
+            extra_env += prepared.env
+            status |= prepared.status
+        keys = self._ssh_keygen() if self._ssh_keygen and str(run.spec.framework) == "mpi" else (None, None)
+        ctx = BuildContext(
+            restart_attempt=attempt,
+            extra_env=tuple(extra_env),
+            ssh_private_key=keys[0],
+            ssh_public_key=keys[1],
+            resume_from=(status.get("artifacts") or {}).get("newestCheckpoint"),
+        )
+        created = self.cache.created.setdefault(uid, set())
+        known_jobs = {j.name for j in self.cache.jobs.get(uid, {}).values()}
+        # Service, ConfigMap and Secret first: pods resolve peers and mount config as soon as they start.
+        children = sorted(build_children(run, ctx), key=lambda o: o["kind"] == "Job")
+        for obj in children:
+            ident = (obj["kind"], obj["metadata"]["name"])
+            if ident in created and obj["kind"] != "Job":
+                continue
+            if obj["kind"] == "Job" and obj["metadata"]["name"] in known_jobs:
+                continue
+            result = await self._create_or_adopt(obj, uid)
+            if obj["kind"] == "Job":
+                self.on_child_event("Job", "ADDED", result)
+            else:
+                created.add(ident)
+
+    async def _create_or_adopt(self, obj: Mapping[str, Any], uid: str) -> dict[str, Any]:
+        try:
+            return await self.kube.create(obj)
+        except ApiError as err:
+            if err.status != 409:
+                raise
+        meta = obj["metadata"]
+        existing = await self.kube.get(obj["kind"], meta["namespace"], meta["name"])
+        owners = existing.get("metadata", {}).get("ownerReferences") or []
+        controller = next((o for o in owners if o.get("controller")), None)
+        if controller is None:
+            return await self.kube.adopt(obj["kind"], meta["namespace"], meta["name"], meta["ownerReferences"][0])
+        if controller.get("uid") != uid:
+            raise ApiError(
+                409,
+                "AlreadyExists",
+                f"{obj['kind']} {meta['name']} exists and is controlled by {controller.get('kind')} "
+                f"{controller.get('name')}",
+            )
+        return existing
+
+    def _forget_job(self, run_uid: str, job_name: str) -> None:
+        """Mark a Job we just deleted, so reconciles before its DELETED event arrives do not count it."""
+        job = self.cache.jobs.get(run_uid, {}).get(job_name)
+        if job is not None:
+            self.cache.jobs[run_uid][job_name] = replace(job, deleting=True)
+
+    async def _write_status(
+        self,
+        key: RunKey,
+        body: dict[str, Any],
+        previous: Mapping[str, Any],
+        status: dict[str, Any],
+        events: Sequence[tuple[str, str, str]],
+        framework: str,
+    ) -> None:
+        patch = status_patch(previous, status)
+        if not patch:
+            return
+        meta = body["metadata"]
+        result = await self.kube.patch(c.KIND, key[0], key[1], {"status": patch}, sub="status")
+        if result:
+            self.on_run_event("MODIFIED", result)
+        old_phase, new_phase = previous.get("phase"), status.get("phase")
+        if new_phase != old_phase:
+            metrics.TRANSITIONS.labels(framework, str(new_phase)).inc()
+            if new_phase == lc.RESTARTING:
+                metrics.RESTARTS.labels(framework).inc()
+            if new_phase == lc.RUNNING and not previous.get("startTime"):
+                created = lc.parse_time(meta.get("creationTimestamp"))
+                if created:
+                    metrics.TIME_TO_RUNNING.labels(framework).observe(
+                        max((datetime.now(UTC) - created).total_seconds(), 0.0)
+                    )
+        for type_, reason, message in events:
+            await self.kube.post_event(body, type_, reason, message)
+
+    async def _mark_invalid(
+        self, body: dict[str, Any], previous: Mapping[str, Any], err: ValidationError, now: datetime
+    ) -> None:
+        from runyard_operator.policies import conditions as cond
+
+        problems = "; ".join(
+            f"spec.{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}"
+            if e["loc"] and e["loc"][0] == "spec"
+            else f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in err.errors()[:10]
+        )
+        generation = int(body["metadata"].get("generation") or 0)
+        status = dict(previous)
+        status |= {
+            "phase": lc.FAILED,
+            "message": f"invalid TrainingRun: {problems}",
+            "observedGeneration": generation,
+        }
+        status["conditions"] = cond.compute(
+            previous.get("conditions") or [], lc.FAILED, lc.REASON_INVALID, status["message"], generation, now
+        )
+        if status_patch(previous, status):
+            meta = body["metadata"]
+            await self._write_status(
+                (meta["namespace"], meta["name"]),
+                body,
+                previous,
+                status,
+                [("Warning", lc.REASON_INVALID, status["message"])],
+                "invalid",
+            )
+
+    async def _add_finalizer(self, body: Mapping[str, Any]) -> None:
+        meta = body["metadata"]
+        ops: list[dict[str, Any]] = [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]}
+        ]
+        if meta.get("finalizers"):
+            ops.append({"op": "add", "path": "/metadata/finalizers/-", "value": c.FINALIZER})
+        else:
+            ops.append({"op": "add", "path": "/metadata/finalizers", "value": [c.FINALIZER]})
+        result = await self.kube.json_patch(c.KIND, meta["namespace"], meta["name"], ops)
+        self.on_run_event("MODIFIED", result)
+
+    async def _finalize(self, body: Mapping[str, Any], run: TrainingRun, previous: Mapping[str, Any]) -> None:
+        meta = body["metadata"]
+        finalizers = list(meta.get("finalizers") or [])
+        if c.FINALIZER not in finalizers:
+            return
+        for plugin in self.plugins:
+            await plugin.deleted(run, previous)
+        index = finalizers.index(c.FINALIZER)
+        ops = [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": meta["resourceVersion"]},
+            {"op": "remove", "path": f"/metadata/finalizers/{index}"},
+        ]
+        await self.kube.json_patch(c.KIND, meta["namespace"], meta["name"], ops)

@@ -1,0 +1,57 @@
+"""Thin kopf registrations: each watch event only updates the controller's cache and queues a reconcile."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from runyard import constants as c
+from runyard_operator.controller import Controller
+
+CHILD_SELECTOR = f"{c.LABEL_MANAGED_BY}={c.MANAGED_BY_VALUE}"
+
+
+def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
+    """Register the handlers for one controller in `registry` (one registry per operator instance)."""
+
+    @kopf.on.startup(registry=registry)
+    async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        # The controller posts its own Events, one per transition, not per handler log line.
+        settings.posting.enabled = False
+        # Server-side label selectors: never stream Jobs and Pods that Runyard does not own.
+        settings.watching.label_selectors["batch", "jobs"] = CHILD_SELECTOR
+        settings.watching.label_selectors["v1", "pods"] = CHILD_SELECTOR
+        settings.networking.request_timeout = 60
+        settings.watching.server_timeout = 300
+        settings.watching.client_timeout = 330
+        # Event handlers persist nothing, but keep kopf's own marks under our prefix should that change.
+        settings.persistence.finalizer = f"{c.GROUP}/kopf-finalizer"
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.GROUP, v1=False)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=c.GROUP, key="last-handled-configuration", v1=False
+        )
+        controller.queue.start()
+        await controller.start_plugins()
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # kopf's own minimal readers: no dependency on a second (sync) Kubernetes client in the image.
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+    @kopf.on.cleanup(registry=registry)
+    async def shutdown(**_: Any) -> None:
+        await controller.queue.stop()
+        await controller.stop_plugins()
+
+    @kopf.on.event(c.GROUP, c.VERSION, c.PLURAL, registry=registry)
+    async def trainingrun_event(event: kopf.RawEvent, **_: Any) -> None:
+        controller.on_run_event(event.get("type"), event["object"])
+
+    @kopf.on.event("batch", "v1", "jobs", labels={c.LABEL_MANAGED_BY: c.MANAGED_BY_VALUE}, registry=registry)
+    async def job_event(event: kopf.RawEvent, **_: Any) -> None:
+        controller.on_child_event("Job", event.get("type"), event["object"])
+
+    @kopf.on.event("v1", "pods", labels={c.LABEL_MANAGED_BY: c.MANAGED_BY_VALUE}, registry=registry)
+    async def pod_event(event: kopf.RawEvent, **_: Any) -> None:
+        controller.on_child_event("Pod", event.get("type"), event["object"])

@@ -1,0 +1,156 @@
+"""Pure summaries of child Jobs and Pods: the few fields reconcile needs, small enough to cache for 10k runs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from runyard import constants as c
+
+
+@dataclass(frozen=True, slots=True)
+class Termination:
+    """Why a container stopped (from the pod's containerStatuses)."""
+
+    container: str
+    exit_code: int
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobView:
+    """What reconcile needs to know about one child Job."""
+
+    name: str
+    uid: str
+    run_uid: str
+    role: str
+    attempt: int
+    suspended: bool
+    active: int
+    ready: int
+    succeeded: int
+    failed: int
+    complete: bool
+    failed_condition: bool
+    failure_reason: str
+    failure_message: str
+    deleting: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PodView:
+    """What reconcile needs to know about one child Pod."""
+
+    name: str
+    uid: str
+    run_uid: str
+    role: str
+    attempt: int
+    index: int
+    phase: str
+    node: str
+    ready: bool
+    unschedulable_message: str
+    termination: Termination | None
+    gpus: int
+    deleting: bool
+    start_time: str
+    reason: str
+    message: str
+
+
+def _int(value: Any, default: int = 0) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _labels(body: Mapping[str, Any]) -> Mapping[str, str]:
+    return body.get("metadata", {}).get("labels") or {}
+
+
+def summarize_job(body: Mapping[str, Any]) -> JobView:
+    meta, spec, status = body.get("metadata", {}), body.get("spec", {}), body.get("status") or {}
+    labels = _labels(body)
+    conditions = {cond.get("type"): cond for cond in status.get("conditions") or [] if cond.get("status") == "True"}
+    failed = conditions.get("Failed") or conditions.get("FailureTarget") or {}
+    return JobView(
+        name=meta.get("name", ""),
+        uid=meta.get("uid", ""),
+        run_uid=labels.get(c.LABEL_RUN_UID, ""),
+        role=labels.get(c.LABEL_ROLE, ""),
+        attempt=_int(labels.get(c.LABEL_RESTART_ATTEMPT)),
+        suspended=bool(spec.get("suspend")),
+        active=_int(status.get("active")),
+        ready=_int(status.get("ready")),
+        succeeded=_int(status.get("succeeded")),
+        failed=_int(status.get("failed")),
+        # SuccessCriteriaMet/FailureTarget arrive before Complete/Failed (the Job controller first cleans up pods).
+        complete="Complete" in conditions or "SuccessCriteriaMet" in conditions,
+        failed_condition=bool(failed),
+        failure_reason=str(failed.get("reason", "")),
+        failure_message=str(failed.get("message", "")),
+        deleting=bool(meta.get("deletionTimestamp")),
+    )
+
+
+def _termination(status: Mapping[str, Any]) -> Termination | None:
+    """The first container that ended badly, else the first that ended at all."""
+    found: Termination | None = None
+    for cs in status.get("containerStatuses") or []:
+        term = (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get("terminated")
+        if not term:
+            continue
+        view = Termination(
+            container=str(cs.get("name", "")),
+            exit_code=_int(term.get("exitCode")),
+            reason=str(term.get("reason", "")),
+            message=str(term.get("message", ""))[:1024],
+        )
+        if view.exit_code != 0:
+            return view
+        found = found or view
+    return found
+
+
+def _gpus(spec: Mapping[str, Any]) -> int:
+    total = 0
+    for container in spec.get("containers") or []:
+        resources = container.get("resources") or {}
+        limits = resources.get("limits") or resources.get("requests") or {}
+        total += _int(limits.get(c.GPU_RESOURCE))
+    return total
+
+
+def summarize_pod(body: Mapping[str, Any]) -> PodView:
+    meta, spec, status = body.get("metadata", {}), body.get("spec", {}), body.get("status") or {}
+    labels = _labels(body)
+    annotations = meta.get("annotations") or {}
+    conditions = {cond.get("type"): cond for cond in status.get("conditions") or []}
+    scheduled = conditions.get("PodScheduled") or {}
+    unschedulable = ""
+    if scheduled.get("status") == "False":
+        unschedulable = f"{scheduled.get('reason', 'Unschedulable')}: {scheduled.get('message', '')}".strip()
+    index = annotations.get(c.ANNOTATION_JOB_COMPLETION_INDEX, labels.get(c.LABEL_REPLICA_INDEX))
+    return PodView(
+        name=meta.get("name", ""),
+        uid=meta.get("uid", ""),
+        run_uid=labels.get(c.LABEL_RUN_UID, ""),
+        role=labels.get(c.LABEL_ROLE, ""),
+        attempt=_int(labels.get(c.LABEL_RESTART_ATTEMPT)),
+        index=_int(index, -1),
+        phase=str(status.get("phase", "Pending")),
+        node=str(spec.get("nodeName") or ""),
+        ready=(conditions.get("Ready") or {}).get("status") == "True",
+        unschedulable_message=unschedulable[:1024],
+        termination=_termination(status),
+        gpus=_gpus(spec),
+        deleting=bool(meta.get("deletionTimestamp")),
+        start_time=str(status.get("startTime") or ""),
+        reason=str(status.get("reason") or ""),
+        message=str(status.get("message") or "")[:1024],
+    )

@@ -1,0 +1,300 @@
+"""Pure lifecycle policy: from a run's facts, its previous status and its observed children to the next status and actions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from runyard_operator.observe import JobView, PodView, Termination
+from runyard_operator.policies import conditions as cond
+
+PENDING = "Pending"
+QUEUED = "Queued"
+STARTING = "Starting"
+RUNNING = "Running"
+RESTARTING = "Restarting"
+SUSPENDED = "Suspended"
+SUCCEEDED = "Succeeded"
+FAILED = "Failed"
+TERMINAL = frozenset({SUCCEEDED, FAILED})
+
+REASON_DEADLINE = "DeadlineExceeded"
+REASON_BACKOFF = "BackoffLimitExceeded"
+REASON_UNSCHEDULABLE = "Unschedulable"
+REASON_INVALID = "InvalidSpec"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Which failures restart the gang. Without explicit exit codes, Kubeflow's ExitCode rule: >= 128 retries."""
+
+    exit_codes: frozenset[int] | None = None
+    reasons: frozenset[str] = frozenset({"Evicted", "Preempted", "NodeLost"})
+
+    def allows(self, exit_code: int | None, reason: str) -> bool:
+        if reason in self.reasons:
+            return True
+        if exit_code is None:
+            return False
+        return exit_code in self.exit_codes if self.exit_codes is not None else exit_code >= 128
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """The parts of a TrainingRun the lifecycle depends on, already validated."""
+
+    name: str
+    generation: int
+    framework: str
+    replicas: Mapping[str, int]
+    success_roles: tuple[str, ...]
+    backoff_limit: int = 0
+    backoff_seconds: float = 0.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    active_deadline_seconds: int | None = None
+    ttl_seconds_after_finished: int | None = None
+    clean_pod_policy: str = "Running"
+    suspend: bool = False
+    queue_name: str | None = None
+
+    @property
+    def total_replicas(self) -> int:
+        return sum(self.replicas.values())
+
+
+@dataclass
+class Decision:
+    """What reconcile should do next. Executed by the controller; nothing here talks to the API."""
+
+    status: dict[str, Any]
+    create_children: bool = False
+    delete_jobs: list[str] = field(default_factory=list)
+    suspend_jobs: dict[str, bool] = field(default_factory=dict)
+    delete_run: bool = False
+    requeue_at: datetime | None = None
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def fmt_time(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.strptime(str(value), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def _failure_of(pods: Sequence[PodView], jobs: Sequence[JobView]) -> tuple[dict[str, Any], int | None, str]:
+    """The failing pod with its exit code and reason, or the Job's own reason (e.g. DeadlineExceeded)."""
+    failed: list[tuple[PodView, Termination]] = [
+        (p, p.termination) for p in pods if p.phase == "Failed" and p.termination and p.termination.exit_code != 0
+    ]
+    if not failed:  # evicted or lost pods end Failed without a container exit code
+        failed = [(p, Termination("", 0, p.reason, p.message)) for p in pods if p.phase == "Failed" and p.reason]
+    failed.sort(key=lambda item: (item[0].start_time, item[0].role, item[0].index))
+    if failed:
+        pod, term = failed[0]
+        reason = term.reason or "Error"
+        info: dict[str, Any] = {
+            "role": pod.role,
+            "index": pod.index,
+            "pod": pod.name,
+            "reason": reason,
+            "message": term.message or f"exit code {term.exit_code}",
+        }
+        if term.container:
+            info |= {"container": term.container, "exitCode": term.exit_code}
+        return info, (term.exit_code if term.container else None), reason
+    job = next((j for j in jobs if j.failed_condition), None)
+    reason = job.failure_reason if job else "Error"
+    message = job.failure_message if job else "a replica failed"
+    return {"role": job.role if job else "", "reason": reason, "message": message}, None, reason
+
+
+def _scheduling_message(pods: Sequence[PodView]) -> str:
+    for pod in sorted(pods, key=lambda p: (p.role, p.index)):
+        if pod.unschedulable_message and not pod.node:
+            return pod.unschedulable_message
+    return ""
+
+
+def decide(
+    facts: RunFacts,
+    previous: Mapping[str, Any],
+    jobs: Sequence[JobView],
+    pods: Sequence[PodView],
+    now: datetime,
+) -> Decision:
+    """Compute the next status and the actions that move the run towards it (level-based: same input, same output)."""
+    prev_phase = str(previous.get("phase") or "")
+    attempt = int(previous.get("restarts") or 0)
+    status: dict[str, Any] = {
+        k: v for k, v in previous.items() if k not in {"conditions", "observedGeneration", "schedulingMessage"}
+    }
+    status["observedGeneration"] = facts.generation
+    status["totalReplicas"] = facts.total_replicas
+    status["restarts"] = attempt
+    decision = Decision(status=status)
+
+    current_jobs = [j for j in jobs if j.attempt == attempt and not j.deleting]
+    stale_jobs = [j for j in jobs if j.attempt != attempt and not j.deleting]
+    current_pods = [p for p in pods if p.attempt == attempt]
+    live_pods = [p for p in current_pods if not p.deleting and p.phase in ("Pending", "Running")]
+
+    status["readyReplicas"] = sum(1 for p in live_pods if p.ready)
+    status["nodes"] = sorted({p.node for p in current_pods if p.node}) or previous.get("nodes") or []
+    status["gpus"] = sum(p.gpus for p in live_pods if p.node)
+
+    if prev_phase in TERMINAL:
+        return _finished(facts, previous, decision, current_jobs + stale_jobs, now)
+
+    decision.delete_jobs = [j.name for j in stale_jobs]
+    by_role = {j.role: j for j in current_jobs}
+    phase, reason, message = prev_phase or PENDING, "", ""
+
+    failed_jobs = [j for j in current_jobs if j.failed_condition]
+    success_jobs = [by_role.get(role) for role in facts.success_roles]
+    start = parse_time(previous.get("startTime"))
+
+    if failed_jobs:
+        failure, exit_code, fail_reason = _failure_of(current_pods, failed_jobs)
+        retryable = facts.retry.allows(exit_code, fail_reason)
+        if retryable and attempt < facts.backoff_limit:
+            phase, reason = RESTARTING, "GangRestart"
+            message = (
+                f"{failure.get('pod') or failure.get('role')} failed ({fail_reason}"
+                f"{f', exit code {exit_code}' if exit_code is not None else ''}); "
+                f"restarting all replicas (restart {attempt + 1} of {facts.backoff_limit})"
+            )
+            status["restarts"] = attempt + 1
+            status["failure"] = failure
+            decision.delete_jobs = sorted({j.name for j in current_jobs} | set(decision.delete_jobs))
+            decision.events.append(("Warning", "Restarting", message))
+        else:
+            phase = FAILED
+            if retryable:
+                reason = REASON_BACKOFF
+                failure["message"] = (
+                    f"{failure.get('message', '')} (backoff limit {facts.backoff_limit} reached)"
+                ).strip()
+            else:
+                reason = fail_reason or "Error"
+            status["failure"] = failure
+            message = f"{failure.get('pod') or failure.get('role')}: {failure.get('reason')}: {failure.get('message')}"
+    elif success_jobs and all(j is not None and j.complete for j in success_jobs):
+        phase, reason, message = SUCCEEDED, "Succeeded", "all required replicas completed successfully"
+    elif start and facts.active_deadline_seconds and now >= start + timedelta(seconds=facts.active_deadline_seconds):
+        phase, reason = FAILED, REASON_DEADLINE
+        message = f"run was active longer than activeDeadlineSeconds={facts.active_deadline_seconds}"
+        status["failure"] = {"reason": REASON_DEADLINE, "message": message}
+    elif facts.suspend:
+        phase, reason, message = SUSPENDED, "Suspended", "runPolicy.suspend is true; replicas are stopped"
+        decision.suspend_jobs = {j.name: True for j in current_jobs if not j.suspended}
+    else:
+        restart_at = _restart_at(facts, previous, attempt)
+        if prev_phase == RESTARTING and (stale_jobs or [j for j in jobs if j.attempt != attempt]):
+            phase, reason, message = (
+                RESTARTING,
+                "GangRestart",
+                "waiting for the previous replicas to be removed",
+            )
+        elif prev_phase == RESTARTING and restart_at and now < restart_at:
+            phase, reason, message = RESTARTING, "Backoff", f"restarting at {fmt_time(restart_at)}"
+            decision.requeue_at = restart_at
+        else:
+            missing = len(current_jobs) < len(facts.replicas) or not current_jobs
+            decision.create_children = missing
+            if not facts.queue_name:
+                decision.suspend_jobs = {j.name: False for j in current_jobs if j.suspended}
+            if facts.queue_name and current_jobs and all(j.suspended for j in current_jobs):
+                phase, reason, message = (
+                    QUEUED,
+                    "Queued",
+                    f"waiting for admission by Kueue queue {facts.queue_name}",
+                )
+            else:
+                sched = _scheduling_message(live_pods)
+                # Pods that already finished count as started: the Job's Complete condition trails them.
+                started = [p for p in current_pods if p.node and p.phase in ("Running", "Succeeded")]
+                if sched:
+                    phase, reason, message = PENDING, REASON_UNSCHEDULABLE, sched
+                    status["schedulingMessage"] = sched
+                elif not any(p.node for p in current_pods):
+                    phase, reason, message = PENDING, "Creating", "waiting for replicas to be created and scheduled"
+                elif len(started) >= facts.total_replicas:
+                    phase, reason = RUNNING, "Running"
+                    message = f"{len(started)}/{facts.total_replicas} replicas started"
+                else:
+                    phase, reason = STARTING, "Starting"
+                    message = f"{len(started)}/{facts.total_replicas} replicas started"
+
+    if phase in (STARTING, RUNNING) and not start:
+        start = now
+        status["startTime"] = fmt_time(now)
+    if phase not in TERMINAL and phase != RESTARTING and start and facts.active_deadline_seconds:
+        deadline = start + timedelta(seconds=facts.active_deadline_seconds)
+        decision.requeue_at = min(filter(None, [decision.requeue_at, deadline]))
+
+    status["phase"] = phase
+    status["message"] = message
+    if phase in TERMINAL:
+        status["completionTime"] = fmt_time(now)
+        status["gpus"] = 0
+        decision.create_children = False
+        decision.delete_jobs = [*decision.delete_jobs, *_clean(facts, current_jobs)]
+        if facts.ttl_seconds_after_finished is not None:
+            decision.requeue_at = now + timedelta(seconds=facts.ttl_seconds_after_finished)
+        decision.events.append(("Normal" if phase == SUCCEEDED else "Warning", phase, message))
+    elif phase != prev_phase and phase != RESTARTING:
+        decision.events.append(("Normal", phase, message))
+    status["conditions"] = cond.compute(previous.get("conditions") or [], phase, reason, message, facts.generation, now)
+    return decision
+
+
+def _restart_at(facts: RunFacts, previous: Mapping[str, Any], attempt: int) -> datetime | None:
+    """When a gang restart may create the new replicas: the Restarting transition plus the doubling backoff."""
+    since = next(
+        (
+            parse_time(c.get("lastTransitionTime"))
+            for c in previous.get("conditions") or []
+            if c.get("type") == "Restarting" and c.get("status") == "True"
+        ),
+        None,
+    )
+    if since is None or attempt < 1:
+        return None
+    return since + timedelta(seconds=min(facts.backoff_seconds * 2 ** (attempt - 1), 3600))
+
+
+def _clean(facts: RunFacts, jobs: Sequence[JobView]) -> list[str]:
+    """Jobs to delete when the run ends: cleanPodPolicy All removes every Job, Running only those still active."""
+    if facts.clean_pod_policy == "All":
+        return [j.name for j in jobs]
+    if facts.clean_pod_policy == "Running":
+        return [j.name for j in jobs if j.active > 0 and not j.complete and not j.failed_condition]
+    return []
+
+
+def _finished(
+    facts: RunFacts, previous: Mapping[str, Any], decision: Decision, jobs: Sequence[JobView], now: datetime
+) -> Decision:
+    """A finished run only cleans up and, with a TTL, deletes itself; its status stays as it was."""
+    status = decision.status
+    status["gpus"] = 0
+    status["readyReplicas"] = 0
+    status["conditions"] = list(previous.get("conditions") or [])
+    decision.delete_jobs = _clean(facts, jobs)
+    done = parse_time(previous.get("completionTime"))
+    if facts.ttl_seconds_after_finished is not None and done:
+        expiry = done + timedelta(seconds=facts.ttl_seconds_after_finished)
+        if now >= expiry:
+            decision.delete_run = True
+        else:
+            decision.requeue_at = expiry
+    return decision
