@@ -1,0 +1,281 @@
+"""Table tests of the pure lifecycle policy: observed children + previous status -> next status and actions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from runyard_operator.observe import JobView, PodView, Termination
+from runyard_operator.policies import lifecycle as lc
+
+NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
+T0 = lc.fmt_time(NOW - timedelta(seconds=30))
+
+FACTS = lc.RunFacts(
+    name="r", generation=3, framework="pytorch", replicas={"node": 2}, success_roles=("node",), backoff_limit=2
+)
+
+
+def job(role: str = "node", attempt: int = 0, **kw: Any) -> JobView:
+    base = {
+        "name": f"r-{role}",
+        "uid": f"j-{role}-{attempt}",
+        "run_uid": "u",
+        "role": role,
+        "attempt": attempt,
+        "suspended": False,
+        "active": 2,
+        "ready": 2,
+        "succeeded": 0,
+        "failed": 0,
+        "complete": False,
+        "failed_condition": False,
+        "failure_reason": "",
+        "failure_message": "",
+        "deleting": False,
+    }
+    return JobView(**{**base, **kw})
+
+
+def pod(index: int, phase: str = "Running", attempt: int = 0, **kw: Any) -> PodView:
+    base = {
+        "name": f"r-node-{index}-abc",
+        "uid": f"p{index}-{attempt}",
+        "run_uid": "u",
+        "role": "node",
+        "attempt": attempt,
+        "index": index,
+        "phase": phase,
+        "node": f"n{index}",
+        "ready": phase == "Running",
+        "unschedulable_message": "",
+        "termination": None,
+        "gpus": 8,
+        "deleting": False,
+        "start_time": T0,
+        "reason": "",
+        "message": "",
+    }
+    return PodView(**{**base, **kw})
+
+
+def failed_pod(index: int, code: int, reason: str = "Error", attempt: int = 0) -> PodView:
+    return pod(index, "Failed", attempt, ready=False, termination=Termination("trainer", code, reason, "boom"))
+
+
+@dataclass
+class Case:
+    name: str
+    jobs: list[JobView]
+    pods: list[PodView]
+    previous: dict[str, Any] = field(default_factory=dict)
+    facts: lc.RunFacts = FACTS
+    phase: str = ""
+    create: bool = False
+    delete: list[str] = field(default_factory=list)
+    restarts: int = 0
+
+
+CASES = [
+    Case("new run creates children", [], [], phase="Pending", create=True),
+    Case(
+        "unscheduled pods are Pending",
+        [job(active=2, ready=0)],
+        [
+            pod(
+                0,
+                "Pending",
+                node="",
+                ready=False,
+                unschedulable_message="Unschedulable: 0/4 nodes: Insufficient nvidia.com/gpu",
+            )
+        ],
+        phase="Pending",
+    ),
+    Case("one pod running is Starting", [job()], [pod(0), pod(1, "Pending", ready=False, node="n1")], phase="Starting"),
+    Case("all pods running is Running", [job()], [pod(0), pod(1)], phase="Running"),
+    Case(
+        "finished pods before Job Complete stay Running",
+        [job(active=0)],
+        [pod(0, "Succeeded"), pod(1, "Succeeded")],
+        previous={"phase": "Running", "startTime": T0},
+        phase="Running",
+    ),
+    Case(
+        "Job complete is Succeeded",
+        [job(complete=True, active=0)],
+        [pod(0, "Succeeded"), pod(1, "Succeeded")],
+        previous={"phase": "Running", "startTime": T0},
+        phase="Succeeded",
+    ),
+    Case(
+        "retryable failure restarts the gang",
+        [job(failed_condition=True, failure_reason="BackoffLimitExceeded")],
+        [failed_pod(0, 137, "OOMKilled"), pod(1)],
+        previous={"phase": "Running", "startTime": T0},
+        phase="Restarting",
+        delete=["r-node"],
+        restarts=1,
+    ),
+    Case(
+        "non-retryable exit code fails",
+        [job(failed_condition=True)],
+        [failed_pod(0, 1), pod(1)],
+        previous={"phase": "Running", "startTime": T0},
+        phase="Failed",
+    ),
+    Case(
+        "backoff limit reached fails",
+        [job(attempt=2, failed_condition=True)],
+        [failed_pod(0, 137, attempt=2)],
+        previous={"phase": "Running", "restarts": 2, "startTime": T0},
+        phase="Failed",
+        restarts=2,
+    ),
+    Case(
+        "old attempt's jobs are removed before recreating",
+        [job(attempt=0)],
+        [],
+        previous={"phase": "Restarting", "restarts": 1},
+        phase="Restarting",
+        delete=["r-node"],
+        restarts=1,
+    ),
+    Case(
+        "after removal the next attempt is created",
+        [],
+        [],
+        previous={"phase": "Restarting", "restarts": 1},
+        phase="Pending",
+        create=True,
+        restarts=1,
+    ),
+    Case("suspend", [job()], [pod(0), pod(1)], facts=replace(FACTS, suspend=True), phase="Suspended"),
+    Case(
+        "queued by Kueue",
+        [job(suspended=True, active=0)],
+        [],
+        facts=replace(FACTS, queue_name="team-a"),
+        phase="Queued",
+    ),
+    Case(
+        "deadline exceeded",
+        [job()],
+        [pod(0), pod(1)],
+        previous={"phase": "Running", "startTime": T0},
+        facts=replace(FACTS, active_deadline_seconds=10),
+        phase="Failed",
+        delete=["r-node"],
+    ),
+    Case(
+        "evicted pod without exit code is retried",
+        [job(failed_condition=True)],
+        [pod(0, "Failed", ready=False, reason="Evicted", message="node lost")],
+        previous={"phase": "Running", "startTime": T0},
+        phase="Restarting",
+        delete=["r-node"],
+        restarts=1,
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_decide(case: Case) -> None:
+    decision = lc.decide(case.facts, case.previous, case.jobs, case.pods, NOW)
+    assert decision.status["phase"] == case.phase
+    assert decision.create_children == case.create
+    assert decision.delete_jobs == case.delete
+    assert decision.status["restarts"] == case.restarts
+    assert decision.status["observedGeneration"] == 3
+    conditions = {c["type"]: c for c in decision.status["conditions"]}
+    if case.phase in ("Succeeded", "Failed"):
+        assert conditions[case.phase]["status"] == "True"
+        assert decision.status["completionTime"] == lc.fmt_time(NOW)
+    else:
+        assert conditions["Succeeded"]["status"] == "False"
+
+
+def test_decide_is_deterministic_and_idempotent() -> None:
+    previous: dict[str, Any] = {}
+    first = lc.decide(FACTS, previous, [job()], [pod(0), pod(1)], NOW)
+    again = lc.decide(FACTS, first.status, [job()], [pod(0), pod(1)], NOW + timedelta(seconds=5))
+    assert again.status == first.status  # nothing changed: no status write, no events
+    assert not again.events
+
+
+def test_failure_details_name_pod_container_and_exit_code() -> None:
+    decision = lc.decide(
+        FACTS, {"phase": "Running"}, [job(failed_condition=True)], [failed_pod(1, 137, "OOMKilled"), pod(0)], NOW
+    )
+    failure = decision.status["failure"]
+    assert failure == {
+        "role": "node",
+        "index": 1,
+        "pod": "r-node-1-abc",
+        "reason": "OOMKilled",
+        "message": "boom",
+        "container": "trainer",
+        "exitCode": 137,
+    }
+
+
+def test_backoff_doubles_and_requeues() -> None:
+    facts = replace(FACTS, backoff_seconds=10)
+    restarting = [{"type": "Restarting", "status": "True", "lastTransitionTime": lc.fmt_time(NOW)}]
+    decision = lc.decide(facts, {"phase": "Restarting", "restarts": 2, "conditions": restarting}, [], [], NOW)
+    assert decision.status["phase"] == "Restarting" and not decision.create_children
+    assert decision.requeue_at == NOW + timedelta(seconds=20)
+    later = lc.decide(facts, decision.status, [], [], NOW + timedelta(seconds=21))
+    assert later.create_children and later.status["phase"] == "Pending"
+
+
+def test_ttl_deletes_finished_run_after_expiry() -> None:
+    facts = replace(FACTS, ttl_seconds_after_finished=60)
+    done = {"phase": "Succeeded", "completionTime": lc.fmt_time(NOW - timedelta(seconds=30))}
+    waiting = lc.decide(facts, done, [], [], NOW)
+    assert not waiting.delete_run and waiting.requeue_at == NOW + timedelta(seconds=30)
+    assert lc.decide(facts, done, [], [], NOW + timedelta(seconds=31)).delete_run
+
+
+@pytest.mark.parametrize(
+    ("policy", "jobs", "deleted"),
+    [
+        ("All", [job(complete=True, active=0), job("ps")], ["r-node", "r-ps"]),
+        ("Running", [job(complete=True, active=0), job("ps")], ["r-ps"]),
+        ("None", [job(complete=True, active=0), job("ps")], []),
+    ],
+)
+def test_clean_pod_policy_on_finish(policy: str, jobs: list[JobView], deleted: list[str]) -> None:
+    facts = replace(FACTS, clean_pod_policy=policy)
+    decision = lc.decide(facts, {"phase": "Succeeded", "completionTime": T0}, jobs, [], NOW)
+    assert decision.delete_jobs == deleted
+
+
+@pytest.mark.parametrize(
+    ("retry", "code", "reason", "allowed"),
+    [
+        (lc.RetryPolicy(), 137, "OOMKilled", True),
+        (lc.RetryPolicy(), 1, "Error", False),
+        (lc.RetryPolicy(), None, "Evicted", True),
+        (lc.RetryPolicy(), None, "BackoffLimitExceeded", False),
+        (lc.RetryPolicy(exit_codes=frozenset({3})), 3, "Error", True),
+        (lc.RetryPolicy(exit_codes=frozenset({3})), 137, "OOMKilled", False),
+        (lc.RetryPolicy(reasons=frozenset({"OOMKilled"})), 137, "OOMKilled", True),
+    ],
+)
+def test_retry_policy(retry: lc.RetryPolicy, code: int | None, reason: str, allowed: bool) -> None:
+    assert retry.allows(code, reason) is allowed
+
+
+def test_conditions_keep_transition_times_and_foreign_types() -> None:
+    from runyard_operator.policies import conditions
+
+    first = conditions.compute([], "Running", "Running", "2/2", 1, NOW)
+    foreign = {"type": "GPUsIdle", "status": "True", "reason": "Idle", "lastTransitionTime": "x"}
+    second = conditions.compute([*first, foreign], "Running", "Running", "2/2", 1, NOW + timedelta(minutes=1))
+    by_type = {c["type"]: c for c in second}
+    assert by_type["Running"]["lastTransitionTime"] == lc.fmt_time(NOW)
+    assert by_type["GPUsIdle"] == foreign

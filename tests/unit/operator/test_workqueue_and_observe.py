@@ -1,0 +1,112 @@
+"""The work queue never runs one key twice at once and coalesces bursts; observe summarises real object shapes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from runyard_operator.controller import status_patch
+from runyard_operator.observe import summarize_job, summarize_pod
+from runyard_operator.workqueue import WorkQueue
+
+
+def test_queue_serialises_a_key_and_coalesces_bursts() -> None:
+    calls: list[str] = []
+    running: set[str] = set()
+
+    async def reconcile(key: str) -> None:
+        assert key not in running, "one key reconciled twice at once"
+        running.add(key)
+        calls.append(key)
+        await asyncio.sleep(0.01)
+        running.discard(key)
+
+    async def main() -> None:
+        queue: WorkQueue[str] = WorkQueue(reconcile, workers=4)
+        queue.start()
+        for _ in range(50):
+            queue.add("a")
+        queue.add("b")
+        await asyncio.sleep(0.005)
+        queue.add("a")  # arrives while "a" is processed: exactly one more pass
+        await asyncio.sleep(0.1)
+        await queue.stop()
+
+    asyncio.run(main())
+    assert calls.count("a") == 2 and calls.count("b") == 1
+
+
+def test_timer_wakes_a_key_once() -> None:
+    calls: list[float] = []
+
+    async def reconcile(key: str) -> None:
+        calls.append(time.monotonic())
+
+    async def main() -> None:
+        queue: WorkQueue[str] = WorkQueue(reconcile, workers=1)
+        queue.start()
+        now = time.monotonic()
+        queue.add_at("a", now + 0.05)
+        queue.add_at("a", now + 0.2)  # later than an already-due wake-up: dropped
+        await asyncio.sleep(0.3)
+        await queue.stop()
+
+    asyncio.run(main())
+    assert len(calls) == 1
+
+
+def test_summaries_of_real_objects() -> None:
+    job = summarize_job(
+        {
+            "metadata": {
+                "name": "r-node",
+                "uid": "j1",
+                "labels": {"runyard.dev/run-uid": "u", "runyard.dev/role": "node", "runyard.dev/restart-attempt": "2"},
+            },
+            "spec": {"suspend": False},
+            "status": {
+                "active": 1,
+                "failed": 1,
+                "conditions": [
+                    {
+                        "type": "FailureTarget",
+                        "status": "True",
+                        "reason": "BackoffLimitExceeded",
+                        "message": "Job has reached the specified backoff limit",
+                    }
+                ],
+            },
+        }
+    )
+    assert (job.attempt, job.failed_condition, job.failure_reason) == (2, True, "BackoffLimitExceeded")
+    pod = summarize_pod(
+        {
+            "metadata": {
+                "name": "r-node-1-x",
+                "uid": "p",
+                "labels": {"runyard.dev/run-uid": "u"},
+                "annotations": {"batch.kubernetes.io/job-completion-index": "1"},
+            },
+            "spec": {
+                "nodeName": "",
+                "containers": [{"name": "trainer", "resources": {"limits": {"nvidia.com/gpu": "8"}}}],
+            },
+            "status": {
+                "phase": "Pending",
+                "conditions": [
+                    {
+                        "type": "PodScheduled",
+                        "status": "False",
+                        "reason": "Unschedulable",
+                        "message": "0/6 nodes are available",
+                    }
+                ],
+            },
+        }
+    )
+    assert pod.index == 1 and pod.gpus == 8 and pod.unschedulable_message.startswith("Unschedulable: 0/6")
+
+
+def test_status_patch_nulls_removed_keys() -> None:
+    assert status_patch({"a": 1, "b": 2}, {"a": 1, "c": 3}) == {"c": 3, "b": None}
+    assert status_patch({"a": 1}, {"a": 1}) == {}
