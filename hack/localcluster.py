@@ -100,19 +100,60 @@ def openssl(*args: str) -> None:
 
 def make_pki(pki: Path) -> None:
     pki.mkdir(parents=True, exist_ok=True)
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj", "/CN=runyard-local-ca",
-            "-keyout", str(pki / "ca.key"), "-out", str(pki / "ca.crt"))
-    sans = ("IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
-            "DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local")
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "3650",
+        "-subj",
+        "/CN=runyard-local-ca",
+        "-keyout",
+        str(pki / "ca.key"),
+        "-out",
+        str(pki / "ca.crt"),
+    )
+    sans = (
+        "IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
+        "DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+    )
     (pki / "server.ext").write_text(f"subjectAltName={sans}\nextendedKeyUsage=serverAuth\n")
     (pki / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
-    for name, subj, ext in (("apiserver", "/CN=kube-apiserver", "server.ext"),
-                            ("admin", "/O=system:masters/CN=runyard-admin", "client.ext")):
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", subj,
-                "-keyout", str(pki / f"{name}.key"), "-out", str(pki / f"{name}.csr"))
-        openssl("x509", "-req", "-in", str(pki / f"{name}.csr"), "-CA", str(pki / "ca.crt"), "-CAkey",
-                str(pki / "ca.key"), "-CAcreateserial", "-days", "3650", "-extfile", str(pki / ext),
-                "-out", str(pki / f"{name}.crt"))
+    for name, subj, ext in (
+        ("apiserver", "/CN=kube-apiserver", "server.ext"),
+        ("admin", "/O=system:masters/CN=runyard-admin", "client.ext"),
+    ):
+        openssl(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            subj,
+            "-keyout",
+            str(pki / f"{name}.key"),
+            "-out",
+            str(pki / f"{name}.csr"),
+        )
+        openssl(
+            "x509",
+            "-req",
+            "-in",
+            str(pki / f"{name}.csr"),
+            "-CA",
+            str(pki / "ca.crt"),
+            "-CAkey",
+            str(pki / "ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "3650",
+            "-extfile",
+            str(pki / ext),
+            "-out",
+            str(pki / f"{name}.crt"),
+        )
     openssl("genrsa", "-out", str(pki / "sa.key"), "2048")
     openssl("rsa", "-in", str(pki / "sa.key"), "-pubout", "-out", str(pki / "sa.pub"))
 
@@ -125,12 +166,24 @@ def write_kubeconfig(paths: Paths, server: str) -> None:
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "runyard-local",
-                      "cluster": {"server": server, "certificate-authority-data": b64("ca.crt")}}],
-        "users": [{"name": "runyard-admin",
-                   "user": {"client-certificate-data": b64("admin.crt"), "client-key-data": b64("admin.key")}}],
-        "contexts": [{"name": "runyard-local",
-                      "context": {"cluster": "runyard-local", "user": "runyard-admin", "namespace": "default"}}],
+        "clusters": [
+            {
+                "name": "runyard-local",
+                "cluster": {"server": server, "certificate-authority-data": b64("ca.crt")},
+            }
+        ],
+        "users": [
+            {
+                "name": "runyard-admin",
+                "user": {"client-certificate-data": b64("admin.crt"), "client-key-data": b64("admin.key")},
+            }
+        ],
+        "contexts": [
+            {
+                "name": "runyard-local",
+                "context": {"cluster": "runyard-local", "user": "runyard-admin", "namespace": "default"},
+            }
+        ],
         "current-context": "runyard-local",
     }
     paths.kubeconfig.write_text(json.dumps(config, indent=2))
@@ -149,50 +202,79 @@ def command_lines(paths: Paths, ports: dict[str, int]) -> dict[str, list[str]]:
     )
     return {
         "etcd": [
-            str(binary("etcd")), "--name=runyard", f"--data-dir={paths.state / 'etcd'}",
+            str(binary("etcd")),
+            "--name=runyard",
+            f"--data-dir={paths.state / 'etcd'}",
             f"--listen-client-urls=http://127.0.0.1:{ports['etcd']}",
             f"--advertise-client-urls=http://127.0.0.1:{ports['etcd']}",
             f"--listen-peer-urls=http://127.0.0.1:{ports['etcd_peer']}",
             f"--initial-advertise-peer-urls=http://127.0.0.1:{ports['etcd_peer']}",
             f"--initial-cluster=runyard=http://127.0.0.1:{ports['etcd_peer']}",
-            "--unsafe-no-fsync=true", "--quota-backend-bytes=8589934592", "--log-level=warn",
-            "--auto-compaction-mode=periodic", "--auto-compaction-retention=5m",
+            "--unsafe-no-fsync=true",
+            "--quota-backend-bytes=8589934592",
+            "--log-level=warn",
+            "--auto-compaction-mode=periodic",
+            "--auto-compaction-retention=5m",
         ],
         "kube-apiserver": [
             str(binary("kube-apiserver")),
             f"--etcd-servers=http://127.0.0.1:{ports['etcd']}",
-            "--bind-address=127.0.0.1", f"--secure-port={ports['apiserver']}",
-            f"--cert-dir={pki}", f"--tls-cert-file={pki / 'apiserver.crt'}",
-            f"--tls-private-key-file={pki / 'apiserver.key'}", f"--client-ca-file={pki / 'ca.crt'}",
-            "--authorization-mode=RBAC", "--allow-privileged=true",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={ports['apiserver']}",
+            f"--cert-dir={pki}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            "--authorization-mode=RBAC",
+            "--allow-privileged=true",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             # No loopback advertise address (rejected for endpoints); no endpoint reconciliation needed locally.
             "--endpoint-reconciler-type=none",
-            "--max-requests-inflight=1000", "--max-mutating-requests-inflight=500",
-            "--event-ttl=30m", "--v=1",
+            "--max-requests-inflight=1000",
+            "--max-mutating-requests-inflight=500",
+            "--event-ttl=30m",
+            "--v=1",
         ],
         "kube-controller-manager": [
             str(binary("kube-controller-manager")),
-            f"--kubeconfig={kc}", f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}",
-            "--bind-address=127.0.0.1", f"--secure-port={ports['kcm']}", "--leader-elect=false",
-            f"--service-account-private-key-file={pki / 'sa.key'}", f"--root-ca-file={pki / 'ca.crt'}",
-            f"--cluster-signing-cert-file={pki / 'ca.crt'}", f"--cluster-signing-key-file={pki / 'ca.key'}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}", "--controllers=*",
-            "--kube-api-qps=500", "--kube-api-burst=1000",
-            "--concurrent-job-syncs=20", "--concurrent-gc-syncs=50", "--v=1",
+            f"--kubeconfig={kc}",
+            f"--authentication-kubeconfig={kc}",
+            f"--authorization-kubeconfig={kc}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={ports['kcm']}",
+            "--leader-elect=false",
+            f"--service-account-private-key-file={pki / 'sa.key'}",
+            f"--root-ca-file={pki / 'ca.crt'}",
+            f"--cluster-signing-cert-file={pki / 'ca.crt'}",
+            f"--cluster-signing-key-file={pki / 'ca.key'}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--controllers=*",
+            "--kube-api-qps=500",
+            "--kube-api-burst=1000",
+            "--concurrent-job-syncs=20",
+            "--concurrent-gc-syncs=50",
+            "--v=1",
         ],
         "kube-scheduler": [
-            str(binary("kube-scheduler")), f"--config={paths.state / 'scheduler.yaml'}",
-            f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}",
-            "--bind-address=127.0.0.1", f"--secure-port={ports['scheduler']}", "--v=1",
+            str(binary("kube-scheduler")),
+            f"--config={paths.state / 'scheduler.yaml'}",
+            f"--authentication-kubeconfig={kc}",
+            f"--authorization-kubeconfig={kc}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={ports['scheduler']}",
+            "--v=1",
         ],
         "kwok": [
-            str(binary("kwok")), f"--kubeconfig={kc}", f"--config={STAGES_FILE}",
-            "--manage-nodes-with-label-selector=type=kwok", "--cidr=10.244.0.0/16",
-            "--node-lease-duration-seconds=40", "--v=INFO",
+            str(binary("kwok")),
+            f"--kubeconfig={kc}",
+            f"--config={STAGES_FILE}",
+            "--manage-nodes-with-label-selector=type=kwok",
+            "--cidr=10.244.0.0/16",
+            "--node-lease-duration-seconds=40",
+            "--v=INFO",
         ],
     }
 
@@ -212,8 +294,14 @@ def alive(pid: int, exe: str) -> bool:
 
 def start(name: str, argv: list[str], paths: Paths) -> int:
     out = open(paths.logs / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
-    proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True, cwd=paths.state)
+    proc = subprocess.Popen(
+        argv,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        cwd=paths.state,
+    )
     return proc.pid
 
 
@@ -248,8 +336,12 @@ def wait_for(what: str, check: object, timeout: float, pids: dict[str, int], pat
 
 
 def kubectl(paths: Paths, *args: str, stdin: str | None = None) -> str:
-    res = subprocess.run([kubectl_path(), f"--kubeconfig={paths.kubeconfig}", *args], input=stdin,
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [kubectl_path(), f"--kubeconfig={paths.kubeconfig}", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+    )
     if res.returncode != 0:
         raise SystemExit(f"kubectl {' '.join(args)} failed: {res.stderr.strip()}")
     return res.stdout
@@ -275,8 +367,13 @@ def node_manifest(name: str, pool: str) -> dict[str, object]:
             "nvidia.com/gpu.count": str(GPUS_PER_NODE),
             "node.kubernetes.io/instance-type": "sim.h100x8",
         }
-        capacity = {"cpu": "112", "memory": "2Ti", "pods": "110", "ephemeral-storage": "4Ti",
-                    "nvidia.com/gpu": str(GPUS_PER_NODE)}
+        capacity = {
+            "cpu": "112",
+            "memory": "2Ti",
+            "pods": "110",
+            "ephemeral-storage": "4Ti",
+            "nvidia.com/gpu": str(GPUS_PER_NODE),
+        }
     return {
         "apiVersion": "v1",
         "kind": "Node",
@@ -292,12 +389,25 @@ def ensure_nodes(paths: Paths, gpu_nodes: int) -> None:
     wanted += [node_manifest(f"kwok-cpu-{i}", "cpu") for i in range(CPU_NODES)]
     missing = [n for n in wanted if f"node/{n['metadata']['name']}" not in existing]  # type: ignore[index]
     if missing:
-        kubectl(paths, "create", "-f", "-", stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": missing}))
+        kubectl(
+            paths,
+            "create",
+            "-f",
+            "-",
+            stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": missing}),
+        )
     total = len(wanted)
 
     def all_ready() -> bool:
-        out = kubectl(paths, "get", "nodes", "-l", "type=kwok", "-o",
-                      "jsonpath={range .items[*]}{.status.conditions[?(@.type=='Ready')].status}{'\\n'}{end}")
+        out = kubectl(
+            paths,
+            "get",
+            "nodes",
+            "-l",
+            "type=kwok",
+            "-o",
+            "jsonpath={range .items[*]}{.status.conditions[?(@.type=='Ready')].status}{'\\n'}{end}",
+        )
         return out.split().count("True") >= total
 
     deadline = time.monotonic() + 120
@@ -348,9 +458,19 @@ def up(gpu_nodes: int) -> None:
     pids: dict[str, int] = {}
 
     def save() -> None:
-        paths.info.write_text(json.dumps({"server": server, "ports": ports, "pids": pids,
-                                          "kubernetes": K8S_VERSION, "etcd": ETCD_VERSION, "kwok": KWOK_VERSION},
-                                         indent=2))
+        paths.info.write_text(
+            json.dumps(
+                {
+                    "server": server,
+                    "ports": ports,
+                    "pids": pids,
+                    "kubernetes": K8S_VERSION,
+                    "etcd": ETCD_VERSION,
+                    "kwok": KWOK_VERSION,
+                },
+                indent=2,
+            )
+        )
 
     pids["etcd"] = start("etcd", argv["etcd"], paths)
     save()
@@ -359,25 +479,42 @@ def up(gpu_nodes: int) -> None:
     save()
     ctx = admin_ssl(paths)
     wait_for("kube-apiserver /readyz", lambda: get(f"{server}/readyz", ctx) == 200, 120, pids, paths)
-    insecure = ssl._create_unverified_context()  # noqa: S323 - self-signed health endpoints on loopback
-    for name, port in (("kube-controller-manager", ports["kcm"]), ("kube-scheduler", ports["scheduler"])):
+    insecure = ssl._create_unverified_context()
+    for name in ("kube-controller-manager", "kube-scheduler"):
         pids[name] = start(name, argv[name], paths)
         save()
     pids["kwok"] = start("kwok", argv["kwok"], paths)
     save()
     for name, port in (("kube-controller-manager", ports["kcm"]), ("kube-scheduler", ports["scheduler"])):
-        wait_for(f"{name} /healthz", lambda p=port: get(f"https://127.0.0.1:{p}/healthz", insecure) == 200,  # type: ignore[misc]
-                 60, pids, paths)
+        wait_for(
+            f"{name} /healthz",
+            lambda p=port: get(f"https://127.0.0.1:{p}/healthz", insecure) == 200,  # type: ignore[misc]
+            60,
+            pids,
+            paths,
+        )
     ensure_nodes(paths, gpu_nodes)
 
     def default_sa() -> bool:
-        res = subprocess.run([kubectl_path(), f"--kubeconfig={paths.kubeconfig}", "get", "serviceaccount",
-                              "default", "-n", "default"], capture_output=True)
+        res = subprocess.run(
+            [
+                kubectl_path(),
+                f"--kubeconfig={paths.kubeconfig}",
+                "get",
+                "serviceaccount",
+                "default",
+                "-n",
+                "default",
+            ],
+            capture_output=True,
+        )
         return res.returncode == 0
 
     wait_for("the default ServiceAccount", default_sa, 60, pids, paths)
-    log(f"cluster up in {time.monotonic() - t0:.1f}s: Kubernetes {K8S_VERSION}, {gpu_nodes} GPU nodes "
-        f"x {GPUS_PER_NODE} nvidia.com/gpu, {CPU_NODES} CPU nodes; logs in {paths.logs}")
+    log(
+        f"cluster up in {time.monotonic() - t0:.1f}s: Kubernetes {K8S_VERSION}, {gpu_nodes} GPU nodes "
+        f"x {GPUS_PER_NODE} nvidia.com/gpu, {CPU_NODES} CPU nodes; logs in {paths.logs}"
+    )
     print(f"export KUBECONFIG={paths.kubeconfig}")
 
 
@@ -422,8 +559,12 @@ def status() -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("command", choices=["up", "down", "status", "kubeconfig"])
-    parser.add_argument("--nodes", type=int, default=int(os.environ.get("NODES", "4")),
-                        help="number of fake GPU nodes (env NODES)")
+    parser.add_argument(
+        "--nodes",
+        type=int,
+        default=int(os.environ.get("NODES", "4")),
+        help="number of fake GPU nodes (env NODES)",
+    )
     args = parser.parse_args()
     if args.command == "up":
         up(args.nodes)

@@ -94,6 +94,8 @@ def namespace(cluster: Cluster, api: Any, request: pytest.FixtureRequest) -> Ite
     name = "".join(c for c in base if c.isalnum() or c == "-")[:40].strip("-")
     name = f"{name}-{uuid.uuid4().hex[:6]}"
     core = client.CoreV1Api(api)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={"runyard.dev/test": "true"})))
+    core.create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={"runyard.dev/test": "true"}))
+    )
     yield name
     core.delete_namespace(name, propagation_policy="Background")

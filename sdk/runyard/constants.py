@@ -59,6 +59,8 @@ ENV_RESUME_FROM: Final = "RUNYARD_RESUME_FROM"
 ENV_POD_NAME: Final = "RUNYARD_POD_NAME"
 ENV_NODE_NAME: Final = "RUNYARD_NODE_NAME"
 ENV_TENSORBOARD_DIR: Final = "RUNYARD_TENSORBOARD_DIR"
+ENV_NUM_REPLICAS: Final = "RUNYARD_NUM_REPLICAS"
+ENV_RUN_COORDINATOR: Final = "RUNYARD_COORDINATOR_ADDRESS"
 
 # --- Framework env contracts ------------------------------------------------------------------------
 ENV_PYTHONUNBUFFERED: Final = "PYTHONUNBUFFERED"
@@ -79,6 +81,7 @@ ENV_JAX_PROCESS_ID: Final = "JAX_PROCESS_ID"
 ENV_COORDINATOR_ADDRESS: Final = "COORDINATOR_ADDRESS"
 ENV_NUM_PROCESSES: Final = "NUM_PROCESSES"
 ENV_PROCESS_ID: Final = "PROCESS_ID"
+ENV_COORDINATOR_PORT: Final = "COORDINATOR_PORT"
 ENV_K_MPI_JOB_ROLE: Final = "K_MPI_JOB_ROLE"
 ENV_OMPI_KEEP_FQDN: Final = "OMPI_MCA_orte_keep_fqdn_hostnames"
 ENV_OMPI_DEFAULT_HOSTFILE: Final = "OMPI_MCA_orte_default_hostfile"
@@ -90,6 +93,7 @@ ENV_I_MPI_PERHOST: Final = "I_MPI_PERHOST"
 ENV_HYDRA_HOST_FILE: Final = "HYDRA_HOST_FILE"
 ENV_HYDRA_LAUNCH_ARGS: Final = "HYDRA_LAUNCH_EXTRA_ARGS"
 ENV_NVIDIA_VISIBLE_DEVICES: Final = "NVIDIA_VISIBLE_DEVICES"
+ENV_NVIDIA_DRIVER_CAPABILITIES: Final = "NVIDIA_DRIVER_CAPABILITIES"
 
 # --- Defaults ---------------------------------------------------------------------------------------
 DEFAULT_PYTORCH_PORT: Final = 29500
@@ -97,9 +101,24 @@ DEFAULT_TF_PORT: Final = 2222
 DEFAULT_JAX_PORT: Final = 6666
 DEFAULT_MPI_SSH_PORT: Final = 2222
 DEFAULT_ARTIFACT_DIR: Final = "/runyard/artifacts"
+# Whole-gang restarts allowed before a run fails (Kubeflow's per-pod backoffLimit has no gang meaning).
+DEFAULT_BACKOFF_LIMIT: Final = 3
+DEFAULT_BACKOFF_SECONDS: Final = 10
+# Bound on how long the MPI launcher's init container waits for every worker's sshd.
+DEFAULT_MPI_WAIT_SECONDS: Final = 300
 DEFAULT_OUTPUT_DIR: Final = "/runyard/outputs"
 MPI_CONFIG_MOUNT: Final = "/etc/mpi"
 MPI_HOSTFILE_KEY: Final = "hostfile"
+MPI_CONFIG_SUFFIX: Final = "-mpi"
+MPI_SSH_SECRET_SUFFIX: Final = "-mpi-ssh"
+MPI_SSH_SECRET_MOUNT: Final = "/etc/runyard/ssh-secret"
+# Writable copy of the SSH material: ssh and sshd refuse keys that other users can read.
+MPI_SSH_DIR: Final = "/runyard/ssh"
+SSH_PRIVATE_KEY_KEY: Final = "ssh-privatekey"
+SSH_PUBLIC_KEY_KEY: Final = "ssh-publickey"
+SHM_MOUNT: Final = "/dev/shm"
+# Local runs give each (role, index) its own port: base + role slot * LOCAL_PORTS_PER_ROLE + index.
+LOCAL_PORTS_PER_ROLE: Final = 100
 GPU_RESOURCE: Final = "nvidia.com/gpu"
 CONTAINER_NAME: Final = "trainer"
 # Longest run name whose children stay valid DNS labels: "<name>-evaluator-<index up to 9999>" <= 63.

@@ -26,8 +26,14 @@ def wait_until(check: Callable[[], Any], timeout: float = 60, interval: float = 
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def job(name: str, *, completions: int = 1, gpus: int = 0, labels: dict[str, str] | None = None,
-        annotations: dict[str, str] | None = None) -> dict[str, Any]:
+def job(
+    name: str,
+    *,
+    completions: int = 1,
+    gpus: int = 0,
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
     container: dict[str, Any] = {"name": "main", "image": "busybox:1.36"}
     if gpus:
         container["resources"] = {"limits": {"nvidia.com/gpu": str(gpus)}}
@@ -77,19 +83,38 @@ def test_crd_is_applied_and_served(cluster: Cluster, namespace: str) -> None:
             "group": "smoke.runyard.dev",
             "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
             "scope": "Namespaced",
-            "versions": [{
-                "name": "v1", "served": True, "storage": True,
-                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
-                    "spec": {"type": "object", "properties": {"size": {"type": "integer", "minimum": 1}}}}}},
-            }],
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "spec": {
+                                    "type": "object",
+                                    "properties": {"size": {"type": "integer", "minimum": 1}},
+                                }
+                            },
+                        }
+                    },
+                }
+            ],
         },
     }
     cluster.kubectl("apply", "-f", "-", input=json.dumps(crd))
     cluster.kubectl("wait", "--for=condition=Established", "crd/widgets.smoke.runyard.dev", "--timeout=30s")
-    ok = {"apiVersion": "smoke.runyard.dev/v1", "kind": "Widget", "metadata": {"name": "w", "namespace": namespace},
-          "spec": {"size": 2}}
-    wait_until(lambda: cluster.kubectl("apply", "-f", "-", input=json.dumps(ok), check=False).returncode == 0,
-               what="the CRD to be served")
+    ok = {
+        "apiVersion": "smoke.runyard.dev/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w", "namespace": namespace},
+        "spec": {"size": 2},
+    }
+    wait_until(
+        lambda: cluster.kubectl("apply", "-f", "-", input=json.dumps(ok), check=False).returncode == 0,
+        what="the CRD to be served",
+    )
     bad = dict(ok, spec={"size": 0})
     res = cluster.kubectl("apply", "-f", "-", input=json.dumps(bad), check=False)
     assert res.returncode != 0 and "spec.size" in res.stderr
@@ -97,8 +122,9 @@ def test_crd_is_applied_and_served(cluster: Cluster, namespace: str) -> None:
 
 def test_indexed_gpu_job_spreads_over_nodes_and_completes(cluster: Cluster, api: Any, namespace: str) -> None:
     batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
-    batch.create_namespaced_job(namespace, job("gang", completions=2, gpus=8,
-                                               annotations={"sim.runyard.dev/duration": "1s"}))
+    batch.create_namespaced_job(
+        namespace, job("gang", completions=2, gpus=8, annotations={"sim.runyard.dev/duration": "1s"})
+    )
     cluster.kubectl("wait", "-n", namespace, "--for=condition=complete", "job/gang", "--timeout=60s")
     pods = core.list_namespaced_pod(namespace, label_selector="batch.kubernetes.io/job-name=gang").items
     assert len(pods) == 2
@@ -108,12 +134,22 @@ def test_indexed_gpu_job_spreads_over_nodes_and_completes(cluster: Cluster, api:
 
 
 def test_pod_marked_to_fail_ends_failed_with_exit_code(cluster: Cluster, api: Any, namespace: str) -> None:
-    client.BatchV1Api(api).create_namespaced_job(namespace, job(
-        "oom", labels={"sim.runyard.dev/outcome": "fail"},
-        annotations={"sim.runyard.dev/exit-code": "137", "sim.runyard.dev/reason": "OOMKilled",
-                     "sim.runyard.dev/duration": "500ms"}))
+    client.BatchV1Api(api).create_namespaced_job(
+        namespace,
+        job(
+            "oom",
+            labels={"sim.runyard.dev/outcome": "fail"},
+            annotations={
+                "sim.runyard.dev/exit-code": "137",
+                "sim.runyard.dev/reason": "OOMKilled",
+                "sim.runyard.dev/duration": "500ms",
+            },
+        ),
+    )
     cluster.kubectl("wait", "-n", namespace, "--for=condition=failed", "job/oom", "--timeout=60s")
-    pod = client.CoreV1Api(api).list_namespaced_pod(namespace, label_selector="batch.kubernetes.io/job-name=oom").items[0]
+    pod = (
+        client.CoreV1Api(api).list_namespaced_pod(namespace, label_selector="batch.kubernetes.io/job-name=oom").items[0]
+    )
     assert pod.status.phase == "Failed"
     term = pod.status.container_statuses[0].state.terminated
     assert (term.exit_code, term.reason) == (137, "OOMKilled")
@@ -123,11 +159,23 @@ def test_deleting_job_garbage_collects_pods(cluster: Cluster, api: Any, namespac
     batch, core = client.BatchV1Api(api), client.CoreV1Api(api)
     batch.create_namespaced_job(namespace, job("forever", completions=2, labels={"sim.runyard.dev/outcome": "running"}))
     selector = "batch.kubernetes.io/job-name=forever"
-    wait_until(lambda: [p for p in core.list_namespaced_pod(namespace, label_selector=selector).items
-                        if p.status.phase == "Running"] and True, what="running pods")
+    wait_until(
+        lambda: (
+            [
+                p
+                for p in core.list_namespaced_pod(namespace, label_selector=selector).items
+                if p.status.phase == "Running"
+            ]
+            and True
+        ),
+        what="running pods",
+    )
     batch.delete_namespaced_job("forever", namespace, propagation_policy="Background")
-    wait_until(lambda: not core.list_namespaced_pod(namespace, label_selector=selector).items, timeout=60,
-               what="pods to be garbage-collected")
+    wait_until(
+        lambda: not core.list_namespaced_pod(namespace, label_selector=selector).items,
+        timeout=60,
+        what="pods to be garbage-collected",
+    )
 
 
 def test_too_many_gpus_stays_pending_with_failed_scheduling(api: Any, namespace: str) -> None:
@@ -147,14 +195,24 @@ def test_too_many_gpus_stays_pending_with_failed_scheduling(api: Any, namespace:
 def test_token_request_authenticates_and_rbac_authorizes(cluster: Cluster, api: Any, namespace: str) -> None:
     core, rbac = client.CoreV1Api(api), client.RbacAuthorizationV1Api(api)
     core.create_namespaced_service_account(namespace, {"metadata": {"name": "reader"}})
-    rbac.create_namespaced_role(namespace, {"metadata": {"name": "pod-reader"}, "rules": [
-        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]})
-    rbac.create_namespaced_role_binding(namespace, {
-        "metadata": {"name": "reader"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader"},
-        "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": namespace}]})
+    rbac.create_namespaced_role(
+        namespace,
+        {
+            "metadata": {"name": "pod-reader"},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}],
+        },
+    )
+    rbac.create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": "reader"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pod-reader"},
+            "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": namespace}],
+        },
+    )
     token = core.create_namespaced_service_account_token(
-        "reader", namespace, {"spec": {"expirationSeconds": 600}}).status.token
+        "reader", namespace, {"spec": {"expirationSeconds": 600}}
+    ).status.token
     ctx = ssl.create_default_context(cafile=str(cluster.kubeconfig.parent / "pki" / "ca.crt"))
 
     def call(path: str) -> int:

@@ -38,9 +38,13 @@ def test_pytorch_two_nodes_succeeds(runs: Runs, cluster: Cluster) -> None:
 
 
 def test_tensorflow_chief_workers_ps_succeeds(runs: Runs) -> None:
-    runs.create(training_run("tf", "tensorflow", {"chief": 1, "worker": 2, "ps": 1}, sim={"sim.runyard.dev/duration": "3s"}))
-    wait_until(lambda: sorted(j.metadata.name for j in runs.jobs("tf")) == ["tf-chief", "tf-ps", "tf-worker"],
-               what="one Job per role")
+    runs.create(
+        training_run("tf", "tensorflow", {"chief": 1, "worker": 2, "ps": 1}, sim={"sim.runyard.dev/duration": "3s"})
+    )
+    wait_until(
+        lambda: sorted(j.metadata.name for j in runs.jobs("tf")) == ["tf-chief", "tf-ps", "tf-worker"],
+        what="one Job per role",
+    )
     status = runs.wait_phase("tf", "Succeeded")
     assert status["totalReplicas"] == 4
 

@@ -1,0 +1,270 @@
+"""TrainingRun invariants, written once: as CEL for the CRD and as Python checks for `validate_manifest`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from runyard import constants as c
+
+if TYPE_CHECKING:
+    from runyard.api.v1alpha1 import TrainingRunSpec
+
+# framework value -> roles it accepts, in canonical order.
+FRAMEWORK_ROLES: dict[str, tuple[str, ...]] = {
+    "pytorch": (c.ROLE_NODE,),
+    "tensorflow": (c.ROLE_CHIEF, c.ROLE_WORKER, c.ROLE_PS, c.ROLE_EVALUATOR),
+    "mpi": (c.ROLE_LAUNCHER, c.ROLE_WORKER),
+    "jax": (c.ROLE_NODE,),
+    "generic": (c.ROLE_NODE,),
+}
+
+# Env names Runyard injects into every replica, whatever the framework.
+RUNYARD_ENV: tuple[str, ...] = (
+    c.ENV_REPLICA_INDEX,
+    c.ENV_POD_NAME,
+    c.ENV_NODE_NAME,
+    c.ENV_NAMESPACE,
+    c.ENV_RUN_NAME,
+    c.ENV_RUN_UID,
+    c.ENV_ROLE,
+    c.ENV_FRAMEWORK,
+    c.ENV_RESTART_ATTEMPT,
+    c.ENV_NUM_REPLICAS,
+    c.ENV_RUN_COORDINATOR,
+    c.ENV_ARTIFACT_DIR,
+    c.ENV_TENSORBOARD_DIR,
+    c.ENV_RESUME_FROM,
+)
+# Env names of each framework's contract (see builders/env.py).
+FRAMEWORK_ENV: dict[str, tuple[str, ...]] = {
+    "pytorch": (
+        c.ENV_PET_MASTER_ADDR,
+        c.ENV_PET_MASTER_PORT,
+        c.ENV_PET_NNODES,
+        c.ENV_PET_NODE_RANK,
+        c.ENV_PET_NPROC_PER_NODE,
+        c.ENV_MASTER_ADDR,
+        c.ENV_MASTER_PORT,
+        c.ENV_WORLD_SIZE,
+        c.ENV_RANK,
+        c.ENV_LOCAL_WORLD_SIZE,
+    ),
+    "tensorflow": (c.ENV_TF_CONFIG,),
+    "mpi": (
+        c.ENV_K_MPI_JOB_ROLE,
+        c.ENV_OMPI_KEEP_FQDN,
+        c.ENV_OMPI_DEFAULT_HOSTFILE,
+        c.ENV_OMPI_RSH_ARGS,
+        c.ENV_OMPI_DEFAULT_SLOTS,
+        c.ENV_I_MPI_HOST_FILE,
+        c.ENV_I_MPI_BOOTSTRAP_ARGS,
+        c.ENV_I_MPI_PERHOST,
+        c.ENV_HYDRA_HOST_FILE,
+        c.ENV_HYDRA_LAUNCH_ARGS,
+        c.ENV_NVIDIA_VISIBLE_DEVICES,
+        c.ENV_NVIDIA_DRIVER_CAPABILITIES,
+    ),
+    "jax": (
+        c.ENV_JAX_COORDINATOR_ADDRESS,
+        c.ENV_JAX_NUM_PROCESSES,
+        c.ENV_JAX_PROCESS_ID,
+        c.ENV_COORDINATOR_ADDRESS,
+        c.ENV_COORDINATOR_PORT,
+        c.ENV_NUM_PROCESSES,
+        c.ENV_PROCESS_ID,
+    ),
+    "generic": (),
+}
+
+# Spec fields that must not change once the run exists: a gang restart must recreate the same topology.
+# `suspend` and `runPolicy.suspend` are deliberately absent: Kueue and users toggle them.
+IMMUTABLE_FIELDS: tuple[str, ...] = (
+    "framework",
+    "image",
+    "command",
+    "args",
+    "replicas",
+    "nprocPerNode",
+    "port",
+    "mpi",
+)
+# CEL transition rules only run when a field exists on both sides: adding/removing these needs its own rule.
+_OPTIONAL_IMMUTABLE: tuple[str, ...] = ("command", "args", "nprocPerNode", "port", "mpi")
+
+
+def reserved_env_names(framework: str) -> frozenset[str]:
+    """Env names a user may not set in `spec.env` for `framework`."""
+    return frozenset(RUNYARD_ENV + FRAMEWORK_ENV.get(framework, ()))
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One invariant: `cel` runs in the API server (`self` = spec); `check` returns offending field paths."""
+
+    cel: str
+    message: str
+    field_path: str
+    check: Callable[[TrainingRunSpec], list[str]]
+    # Sharper message for one offending path (the CEL message cannot name the offending value).
+    detail: Callable[[TrainingRunSpec, str], str] | None = None
+
+    def to_cel(self) -> dict[str, str]:
+        """The `x-kubernetes-validations` entry."""
+        return {"rule": self.cel, "message": self.message, "fieldPath": self.field_path}
+
+    def message_for(self, spec: TrainingRunSpec, path: str) -> str:
+        """The message to show for an offending `path`."""
+        return self.detail(spec, path) if self.detail else self.message
+
+
+def _cel_list(items: tuple[str, ...]) -> str:
+    return "[" + ", ".join(f"'{i}'" for i in items) + "]"
+
+
+def _fail_if(bad: bool, path: str) -> list[str]:
+    return [path] if bad else []
+
+
+def _roles_rule(framework: str, roles: tuple[str, ...]) -> Rule:
+    return Rule(
+        cel=f"self.framework != '{framework}' || self.replicas.all(r, r in {_cel_list(roles)})",
+        message=f"framework {framework} accepts only the roles {', '.join(roles)} in spec.replicas",
+        field_path=".replicas",
+        check=lambda s: [f"spec.replicas.{r}" for r in s.replicas if s.framework.value == framework and r not in roles],
+    )
+
+
+def _reserved_env_cel() -> str:
+    clauses = [f"!(e.name in {_cel_list(RUNYARD_ENV)})"]
+    for framework, names in FRAMEWORK_ENV.items():
+        if names:
+            clauses.append(f"(self.framework != '{framework}' || !(e.name in {_cel_list(names)}))")
+    return "!has(self.env) || self.env.all(e, " + " && ".join(clauses) + ")"
+
+
+def _reserved_env_check(spec: TrainingRunSpec) -> list[str]:
+    reserved = reserved_env_names(spec.framework.value)
+    return [f"spec.env[{i}].name" for i, e in enumerate(spec.env or ()) if e.name in reserved]
+
+
+def _reserved_env_detail(spec: TrainingRunSpec, path: str) -> str:
+    index = int(path.removeprefix("spec.env[").split("]", 1)[0])
+    name = spec.env[index].name if spec.env else "?"
+    return f"{name} is reserved: Runyard injects it for framework {spec.framework.value}"
+
+
+SPEC_RULES: tuple[Rule, ...] = (
+    *(_roles_rule(f, roles) for f, roles in FRAMEWORK_ROLES.items()),
+    Rule(
+        cel=("self.framework != 'tensorflow' || !('chief' in self.replicas) || self.replicas['chief'].replicas == 1"),
+        message="framework tensorflow allows at most 1 chief replica (spec.replicas.chief.replicas)",
+        field_path=".replicas",
+        check=lambda s: _fail_if(
+            s.framework.value == "tensorflow" and c.ROLE_CHIEF in s.replicas and s.replicas[c.ROLE_CHIEF].replicas != 1,
+            "spec.replicas.chief.replicas",
+        ),
+    ),
+    Rule(
+        cel="self.framework != 'tensorflow' || 'chief' in self.replicas || 'worker' in self.replicas",
+        message="framework tensorflow needs a chief or a worker role in spec.replicas",
+        field_path=".replicas",
+        check=lambda s: _fail_if(
+            s.framework.value == "tensorflow" and c.ROLE_CHIEF not in s.replicas and c.ROLE_WORKER not in s.replicas,
+            "spec.replicas",
+        ),
+    ),
+    Rule(
+        cel=("self.framework != 'mpi' || ('launcher' in self.replicas && self.replicas['launcher'].replicas == 1)"),
+        message="framework mpi needs exactly 1 launcher replica (spec.replicas.launcher.replicas)",
+        field_path=".replicas",
+        check=lambda s: _fail_if(
+            s.framework.value == "mpi"
+            and (c.ROLE_LAUNCHER not in s.replicas or s.replicas[c.ROLE_LAUNCHER].replicas != 1),
+            "spec.replicas.launcher",
+        ),
+    ),
+    Rule(
+        cel="self.framework != 'mpi' || 'worker' in self.replicas",
+        message="framework mpi needs a worker role in spec.replicas",
+        field_path=".replicas",
+        check=lambda s: _fail_if(s.framework.value == "mpi" and c.ROLE_WORKER not in s.replicas, "spec.replicas"),
+    ),
+    Rule(
+        cel="!has(self.mpi) || self.framework == 'mpi'",
+        message="spec.mpi is only valid with framework mpi",
+        field_path=".mpi",
+        check=lambda s: _fail_if(s.mpi is not None and s.framework.value != "mpi", "spec.mpi"),
+    ),
+    Rule(
+        cel="!has(self.nprocPerNode) || self.framework == 'pytorch'",
+        message="spec.nprocPerNode is only valid with framework pytorch",
+        field_path=".nprocPerNode",
+        check=lambda s: _fail_if(s.nproc_per_node is not None and s.framework.value != "pytorch", "spec.nprocPerNode"),
+    ),
+    Rule(
+        cel=_reserved_env_cel(),
+        message="spec.env must not set names Runyard injects (RUNYARD_* and the framework's contract)",
+        field_path=".env",
+        check=_reserved_env_check,
+        detail=_reserved_env_detail,
+    ),
+    Rule(
+        cel="!has(self.env) || self.env.all(e, !(has(e.value) && has(e.valueFrom)))",
+        message="spec.env entries take either value or valueFrom, not both",
+        field_path=".env",
+        check=lambda s: [
+            f"spec.env[{i}]" for i, e in enumerate(s.env or ()) if e.value is not None and e.value_from is not None
+        ],
+    ),
+)
+
+
+def name_rules(max_length: int) -> list[dict[str, str]]:
+    """Root-level rules on `metadata.name`: every child name derives from it and must be a DNS label."""
+    return [
+        {
+            "rule": f"self.metadata.name.size() <= {max_length}",
+            "message": (
+                f"metadata.name must be at most {max_length} characters: child Jobs, pods and Services are "
+                "named <name>-<role>-<index> and must stay valid DNS labels (63 characters)"
+            ),
+        },
+        {
+            "rule": "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+            "message": (
+                "metadata.name must be a DNS-1035 label (lower-case letters, digits and '-', starting with a "
+                "letter): it names the run's Service and the pods' hostnames"
+            ),
+        },
+    ]
+
+
+def _immutable(field: str) -> dict[str, str]:
+    return {
+        "rule": "self == oldSelf",
+        "message": f"spec.{field} is immutable: delete and recreate the run to change it",
+    }
+
+
+def spec_schema_extra(schema: dict[str, Any]) -> None:
+    """Attach the CEL rules to the spec's JSON schema (pydantic `json_schema_extra` hook)."""
+    schema["x-kubernetes-validations"] = [r.to_cel() for r in SPEC_RULES] + [
+        {
+            "rule": " && ".join(f"has(self.{f}) == has(oldSelf.{f})" for f in _OPTIONAL_IMMUTABLE),
+            "message": (
+                "spec." + ", spec.".join(_OPTIONAL_IMMUTABLE) + " cannot be added or removed after creation: "
+                "delete and recreate the run to change them"
+            ),
+        }
+    ]
+    props = schema["properties"]
+    for field in IMMUTABLE_FIELDS:
+        props[field].setdefault("x-kubernetes-validations", []).append(_immutable(field))
+    props["nprocPerNode"]["x-kubernetes-validations"].append(
+        {
+            "rule": "type(self) == string ? self in ['auto', 'gpu', 'cpu'] : self >= 1",
+            "message": "spec.nprocPerNode must be an integer >= 1 or one of auto, gpu, cpu",
+        }
+    )

@@ -1,0 +1,23 @@
+"""Builder inputs that are not in the TrainingRun: restart attempt, injected env, resume point, SSH keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """Everything besides the run that decides the children; the operator fills it, tests fix it.
+
+    Builders are pure, so anything random (the MPI SSH keypair) or stateful (the restart count) arrives here.
+    """
+
+    restart_attempt: int = 0
+    # Env entries the operator injects (tracker URIs, tokens...); spec.env still wins on equal names.
+    extra_env: tuple[dict[str, Any], ...] = ()
+    resume_from: str | None = None
+    ssh_private_key: str | None = None
+    ssh_public_key: str | None = None
+    # Appended to in-cluster host names (`...svc.<domain>`); None relies on the pods' DNS search path.
+    cluster_domain: str | None = None

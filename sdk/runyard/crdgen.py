@@ -1,0 +1,203 @@
+"""Turns the pydantic TrainingRun models into a structural apiextensions.k8s.io/v1 CRD."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runyard import constants as c
+from runyard.api.rules import name_rules
+from runyard.api.v1alpha1 import TrainingRun, TrainingRunSpec, TrainingRunStatus
+
+# Keywords a structural schema may carry; the rest of pydantic's output (title, discriminator...) is dropped.
+_KEEP = frozenset(
+    {
+        "type",
+        "description",
+        "default",
+        "enum",
+        "format",
+        "minimum",
+        "maximum",
+        "minLength",
+        "maxLength",
+        "pattern",
+        "minItems",
+        "maxItems",
+        "minProperties",
+        "maxProperties",
+        "required",
+        "nullable",
+    }
+)
+_FORMATS = frozenset({"date-time", "date", "int32", "int64", "double", "float", "byte"})
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` wins (a field's description beats its model's docstring), but CEL rules of both are kept."""
+    merged = {**base, **over}
+    rules = base.get("x-kubernetes-validations", []) + over.get("x-kubernetes-validations", [])
+    if rules:
+        merged["x-kubernetes-validations"] = rules
+    return merged
+
+
+class _Converter:
+    def __init__(self, defs: dict[str, Any]) -> None:
+        self.defs = defs
+
+    def convert(self, node: dict[str, Any], where: str) -> dict[str, Any]:
+        if "$ref" in node:
+            target = self.defs[node["$ref"].rsplit("/", 1)[-1]]
+            return self.convert(_merge(target, {k: v for k, v in node.items() if k != "$ref"}), where)
+        if "allOf" in node and len(node["allOf"]) == 1:
+            return self.convert(_merge(node["allOf"][0], {k: v for k, v in node.items() if k != "allOf"}), where)
+        if "anyOf" in node and not node.get("x-kubernetes-int-or-string"):
+            # Optional[X]: unset fields are left out on the wire, so the null branch is just dropped.
+            branches = [b for b in node["anyOf"] if b != {"type": "null"}]
+            if len(branches) != 1:
+                raise ValueError(f"{where}: unions other than Optional[X] and int-or-string are not structural")
+            rest = {k: v for k, v in node.items() if k != "anyOf"}
+            return self.convert(_merge(branches[0], rest), where)
+        if "const" in node:
+            node = {**{k: v for k, v in node.items() if k != "const"}, "enum": [node["const"]]}
+        return self._plain(node, where)
+
+    def _plain(self, node: dict[str, Any], where: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        int_or_string = bool(node.get("x-kubernetes-int-or-string"))
+        for key, value in node.items():
+            if key.startswith("x-kubernetes-"):
+                if key == "x-kubernetes-int-or-string":
+                    out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+                out[key] = value
+            elif key == "properties":
+                out["properties"] = {name: self.convert(sub, f"{where}.{name}") for name, sub in value.items()}
+            elif key == "items":
+                out["items"] = self.convert(value, f"{where}[]")
+            elif key == "additionalProperties":
+                if value is True:
+                    out["x-kubernetes-preserve-unknown-fields"] = True
+                elif isinstance(value, dict):
+                    out["additionalProperties"] = self.convert(value, f"{where}.*")
+            elif key == "default":
+                if value is not None and not isinstance(value, dict | list):
+                    out["default"] = value
+            elif key == "format":
+                if value in _FORMATS:
+                    out["format"] = value
+            elif key == "type" and int_or_string:
+                continue
+            elif key in _KEEP:
+                out[key] = value
+        if "type" not in out and not int_or_string:
+            if "properties" in out or out.get("x-kubernetes-preserve-unknown-fields"):
+                out["type"] = "object"
+            else:
+                raise ValueError(f"{where}: schema has no type")
+        if out.get("type") == "object" and not (
+            "properties" in out or "additionalProperties" in out or out.get("x-kubernetes-preserve-unknown-fields")
+        ):
+            out["x-kubernetes-preserve-unknown-fields"] = True
+        return out
+
+
+def _model_schema(model: type[TrainingRunSpec] | type[TrainingRunStatus], where: str) -> dict[str, Any]:
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    return _Converter(raw.pop("$defs", {})).convert(raw, where)
+
+
+def build_schema() -> dict[str, Any]:
+    """The structural openAPIV3Schema of TrainingRun."""
+    return {
+        "type": "object",
+        "description": (TrainingRun.__doc__ or "").strip(),
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {
+                "type": "string",
+                "description": "APIVersion defines the versioned schema of this representation of an object.",
+            },
+            "kind": {
+                "type": "string",
+                "description": "Kind is a string value representing the REST resource.",
+            },
+            "metadata": {"type": "object"},
+            "spec": _model_schema(TrainingRunSpec, "spec"),
+            "status": _model_schema(TrainingRunStatus, "status"),
+        },
+        "x-kubernetes-validations": name_rules(c.MAX_RUN_NAME_LENGTH),
+    }
+
+
+PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {
+        "name": "Phase",
+        "type": "string",
+        "jsonPath": ".status.phase",
+        "description": "Coarse state of the run.",
+    },
+    {
+        "name": "Framework",
+        "type": "string",
+        "jsonPath": ".spec.framework",
+        "description": "Training framework.",
+    },
+    {"name": "Ready", "type": "integer", "jsonPath": ".status.readyReplicas", "description": "Ready pods."},
+    {
+        "name": "Total",
+        "type": "integer",
+        "jsonPath": ".status.totalReplicas",
+        "description": "Pods of the run.",
+    },
+    {"name": "GPUs", "type": "integer", "jsonPath": ".status.gpus", "description": "GPUs allocated."},
+    {"name": "Restarts", "type": "integer", "jsonPath": ".status.restarts", "description": "Gang restarts."},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    {
+        "name": "Tracking",
+        "type": "string",
+        "jsonPath": ".status.tracking.url",
+        "priority": 1,
+        "description": "Link to the run in the experiment tracker.",
+    },
+]
+
+
+def build_crd() -> dict[str, Any]:
+    """The TrainingRun CustomResourceDefinition (pure: same output for the same models)."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": c.CRD_NAME},
+        "spec": {
+            "group": c.GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": c.KIND,
+                "listKind": f"{c.KIND}List",
+                "plural": c.PLURAL,
+                "singular": c.SINGULAR,
+                "shortNames": list(c.SHORT_NAMES),
+                "categories": list(c.CATEGORIES),
+            },
+            "versions": [
+                {
+                    "name": c.VERSION,
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": build_schema()},
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": PRINTER_COLUMNS,
+                }
+            ],
+        },
+    }
+
+
+CRD_HEADER = "# generated by make generate, do not edit (source: sdk/runyard/api/v1alpha1.py)\n"
+
+
+def crd_yaml() -> str:
+    """The CRD as the stable YAML text committed under crds/."""
+    import yaml
+
+    return CRD_HEADER + yaml.safe_dump(build_crd(), sort_keys=True, width=120, allow_unicode=True)

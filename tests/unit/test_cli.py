@@ -1,0 +1,58 @@
+"""The `runyard validate` and `runyard render` commands."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from runyard.cli import RENDER_UID, app
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+runner = CliRunner()
+
+
+def test_validate_ok_and_problems() -> None:
+    ok = runner.invoke(app, ["validate", "-f", str(EXAMPLES / "pytorch-ddp.yaml")])
+    assert ok.exit_code == 0 and ok.output.strip().endswith("ok (TrainingRun pytorch-ddp)")
+    bad_file = EXAMPLES / "invalid" / "reserved-env.yaml"
+    bad = runner.invoke(app, ["validate", "-f", str(EXAMPLES / "generic.yaml"), "-f", str(bad_file)])
+    assert bad.exit_code == 1
+    assert f"{bad_file}: spec.env[1].name: WORLD_SIZE is reserved" in bad.output
+    assert "generic.yaml: ok" in bad.output
+
+
+def test_render_is_deterministic_multi_doc_yaml() -> None:
+    args = ["render", "-f", str(EXAMPLES / "mpi-allreduce.yaml"), "--namespace", "ml"]
+    first, second = runner.invoke(app, args), runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert first.output == second.output
+    assert first.output.startswith("# Rendered by `runyard render`")
+    docs = list(yaml.safe_load_all(first.output))
+    assert [(d["kind"], d["metadata"]["name"]) for d in docs] == [
+        ("Service", "mpi-allreduce"),
+        ("ConfigMap", "mpi-allreduce-mpi"),
+        ("Secret", "mpi-allreduce-mpi-ssh"),
+        ("Job", "mpi-allreduce-launcher"),
+        ("Job", "mpi-allreduce-worker"),
+    ]
+    assert {d["metadata"]["namespace"] for d in docs} == {"ml"}
+    assert docs[0]["metadata"]["ownerReferences"][0]["uid"] == RENDER_UID
+
+
+def test_render_refuses_invalid_manifest() -> None:
+    result = runner.invoke(app, ["render", "-f", str(EXAMPLES / "invalid" / "zero-replicas.yaml")])
+    assert result.exit_code == 1
+
+
+def test_help_imports_no_heavy_modules() -> None:
+    code = (
+        "import sys; from runyard import cli; "
+        "heavy = [m for m in ('pydantic', 'yaml', 'runyard.api', 'runyard.builders') if m in sys.modules]; "
+        "print(heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"
