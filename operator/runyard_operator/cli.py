@@ -46,20 +46,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--qps",
         type=float,
-        default=float(_env("API_QPS", "100")),
+        default=float(_env("API_QPS", "500")),
         help="Client-side limit of API requests per second (env RUNYARD_API_QPS).",
     )
     run.add_argument(
         "--burst",
         type=int,
-        default=int(_env("API_BURST", "200")),
+        default=int(_env("API_BURST", "1000")),
         help="Burst above --qps (env RUNYARD_API_BURST).",
     )
     run.add_argument(
         "--workers",
         type=int,
-        default=int(_env("WORKERS", "16")),
+        default=int(_env("WORKERS", "64")),
         help="Concurrent reconciles (env RUNYARD_WORKERS).",
+    )
+    run.add_argument(
+        "--status-coalesce-seconds",
+        type=float,
+        default=float(_env("STATUS_COALESCE_SECONDS", "1.0")),
+        help="Hold in-progress status changes this long so quick successions cost one write; terminal phases and "
+        "restarts are always written at once (env RUNYARD_STATUS_COALESCE_SECONDS).",
     )
     run.add_argument(
         "--config",
@@ -94,7 +101,13 @@ async def run_operator(args: argparse.Namespace) -> None:
     config = load_config(args.config or None)
     namespaces = args.namespace or [n for n in _env("NAMESPACES", "").split(",") if n]
     kube = await Kube.connect(qps=args.qps, burst=args.burst)
-    controller = Controller(kube, plugins=build_plugins(config), workers=args.workers, ssh_keygen=_ssh_keygen)
+    controller = Controller(
+        kube,
+        plugins=build_plugins(config),
+        workers=args.workers,
+        ssh_keygen=_ssh_keygen,
+        coalesce_seconds=args.status_coalesce_seconds,
+    )
     registry = kopf.OperatorRegistry()
     handlers.register(registry, controller)
     ready = asyncio.Event()

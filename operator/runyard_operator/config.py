@@ -22,7 +22,12 @@ class SecretKeyRef(_Model):
 
 
 class MLflowConfig(_Model):
-    """Where the operator creates runs and what pods get as MLFLOW_TRACKING_URI."""
+    """Where the operator creates runs and what pods get as MLFLOW_TRACKING_URI.
+
+    The operator authenticates with its own environment (MLFLOW_TRACKING_USERNAME/PASSWORD/TOKEN from its
+    Deployment); the Secret references below only reach pods, as `secretKeyRef`, so no Secret value ever passes
+    through the operator.
+    """
 
     tracking_uri: str = Field(description="Tracking server URI as seen from the operator.")
     pod_tracking_uri: str | None = Field(None, description="URI pods use, if different (e.g. a Service DNS name).")
@@ -31,10 +36,21 @@ class MLflowConfig(_Model):
     password: SecretKeyRef | None = None
     token: SecretKeyRef | None = None
     system_metrics: bool = Field(True, description="Enable MLflow system metrics in pods (per-rank node id).")
+    system_metrics_interval: int | None = Field(
+        None, ge=1, description="MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL in pods (seconds); MLflow's default if unset."
+    )
+    artifact_location: str | None = Field(
+        None, description="Artifact root of experiments the operator creates; the server's default if unset."
+    )
 
 
 class TrackingConfig(_Model):
-    default_trackers: list[str] = Field(default_factory=list, description="Trackers for runs that name none.")
+    """Cluster-wide tracking defaults; a run's `spec.tracking.trackers` overrides `defaultTrackers`."""
+
+    default_trackers: list[str] = Field(
+        default_factory=list,
+        description="Trackers for runs that name none; empty means [mlflow] when `mlflow` is configured.",
+    )
     mlflow: MLflowConfig | None = None
     extra_env: dict[str, dict[str, str]] = Field(
         default_factory=dict, description="Plain env per tracker (e.g. WANDB_BASE_URL), never credentials."
@@ -42,6 +58,17 @@ class TrackingConfig(_Model):
     secret_env: dict[str, dict[str, SecretKeyRef]] = Field(
         default_factory=dict, description="Credential env per tracker, as Secret references."
     )
+    sweep_interval_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="How often finished runs whose MLflow run still lacks its terminal status are re-checked.",
+    )
+    sweep_batch: int = Field(50, ge=1, description="Most MLflow runs checked per sweep (bounds load after restarts).")
+
+    def effective_defaults(self) -> list[str]:
+        if self.default_trackers:
+            return list(self.default_trackers)
+        return ["mlflow"] if self.mlflow else []
 
 
 class OperatorConfig(_Model):

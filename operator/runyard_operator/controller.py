@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 import time
@@ -39,6 +40,24 @@ class RunCache:
     jobs: dict[str, dict[str, JobView]] = field(default_factory=dict)
     pods: dict[str, dict[str, PodView]] = field(default_factory=dict)
     created: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
+
+
+# Status fields whose in-progress changes may be coalesced; anything else (restarts, failure, plugin data) is urgent.
+_COALESCIBLE = frozenset(
+    {
+        "phase",
+        "message",
+        "conditions",
+        "readyReplicas",
+        "totalReplicas",
+        "nodes",
+        "gpus",
+        "observedGeneration",
+        "startTime",
+        "schedulingMessage",
+    }
+)
+_COALESCIBLE_PHASES = frozenset({lc.PENDING, lc.STARTING, lc.RUNNING, lc.QUEUED})
 
 
 def _rv(body: Mapping[str, Any]) -> int:
@@ -110,7 +129,12 @@ class Controller:
     """Owns the caches and the work queue; every change to the cluster goes through `self.kube`."""
 
     def __init__(
-        self, kube: Kube, plugins: Sequence[RunPlugin] = (), workers: int = 16, ssh_keygen: Any = None
+        self,
+        kube: Kube,
+        plugins: Sequence[RunPlugin] = (),
+        workers: int = 16,
+        ssh_keygen: Any = None,
+        coalesce_seconds: float = 1.0,
     ) -> None:
         self.kube = kube
         self.cache = RunCache()
@@ -118,6 +142,9 @@ class Controller:
         self.queue = WorkQueue(self.reconcile, workers=workers)
         self._ssh_keygen = ssh_keygen
         self._failures: dict[RunKey, int] = {}
+        self.coalesce_seconds = coalesce_seconds
+        self._first_seen: dict[RunKey, float] = {}
+        self._last_write: dict[RunKey, float] = {}
         metrics.register_collector(metrics.RunsByPhase(self._phases))
 
     # --- cache feeding (called from the kopf event handlers; never block) --------------------------------
@@ -127,6 +154,9 @@ class Controller:
         key: RunKey = (meta.get("namespace", ""), meta.get("name", ""))
         if event_type == "DELETED":
             self.cache.runs.pop(key, None)
+            self._first_seen.pop(key, None)
+            self._last_write.pop(key, None)
+            self._failures.pop(key, None)
             uid = meta.get("uid", "")
             self.cache.uid_to_key.pop(uid, None)
             self.cache.created.pop(uid, None)
@@ -251,7 +281,13 @@ class Controller:
             for plugin in self.plugins:
                 status |= await plugin.finished(run, status)
 
-        await self._write_status(key, body, previous, status, decision.events, facts.framework)
+        delay = self._coalesce_delay(key, previous, status, decision)
+        if delay > 0:
+            # An in-progress change (Pending/Starting/Running, counts) waits briefly so quick successions of
+            # them cost one status write; terminal phases, restarts and plugin fields are written at once.
+            self.queue.add_at(key, time.monotonic() + delay)
+        else:
+            await self._write_status(key, body, previous, status, decision.events, facts.framework)
 
         if decision.requeue_at is not None:
             delay = max((decision.requeue_at - now).total_seconds(), 0.0)
@@ -277,19 +313,23 @@ class Controller:
         )
         created = self.cache.created.setdefault(uid, set())
         known_jobs = {j.name for j in self.cache.jobs.get(uid, {}).values()}
-        # Service, ConfigMap and Secret first: pods resolve peers and mount config as soon as they start.
-        children = sorted(build_children(run, ctx), key=lambda o: o["kind"] == "Job")
-        for obj in children:
-            ident = (obj["kind"], obj["metadata"]["name"])
-            if ident in created and obj["kind"] != "Job":
-                continue
-            if obj["kind"] == "Job" and obj["metadata"]["name"] in known_jobs:
-                continue
-            result = await self._create_or_adopt(obj, uid)
-            if obj["kind"] == "Job":
-                self.on_child_event("Job", "ADDED", result)
-            else:
-                created.add(ident)
+        todo = [
+            obj
+            for obj in build_children(run, ctx)
+            if not (obj["kind"] == "Job" and obj["metadata"]["name"] in known_jobs)
+            and not (obj["kind"] != "Job" and (obj["kind"], obj["metadata"]["name"]) in created)
+        ]
+        # Mounted config (MPI hostfile, SSH key) must exist before pods start; the Service and the Jobs are
+        # independent of each other, so they go out together and cost one round trip.
+        mounted = [o for o in todo if o["kind"] in ("ConfigMap", "Secret")]
+        rest = [o for o in todo if o["kind"] not in ("ConfigMap", "Secret")]
+        for batch in (mounted, rest):
+            results = await asyncio.gather(*(self._create_or_adopt(obj, uid) for obj in batch))
+            for obj, result in zip(batch, results, strict=True):
+                if obj["kind"] == "Job":
+                    self.on_child_event("Job", "ADDED", result)
+                else:
+                    created.add((obj["kind"], obj["metadata"]["name"]))
 
     async def _create_or_adopt(self, obj: Mapping[str, Any], uid: str) -> dict[str, Any]:
         try:
@@ -312,6 +352,22 @@ class Controller:
             )
         return existing
 
+    def _coalesce_delay(
+        self, key: RunKey, previous: Mapping[str, Any], status: Mapping[str, Any], decision: lc.Decision
+    ) -> float:
+        if self.coalesce_seconds <= 0:
+            return 0.0
+        patch = status_patch(previous, status)
+        if status.get("restarts") == int(previous.get("restarts") or 0):
+            patch.pop("restarts", None)  # a first write of restarts=0 is not news
+        if not patch or not set(patch) <= _COALESCIBLE or decision.delete_jobs:
+            return 0.0
+        if status.get("phase") not in _COALESCIBLE_PHASES:
+            return 0.0
+        now = time.monotonic()
+        since = self._last_write.get(key) or self._first_seen.setdefault(key, now)
+        return max(since + self.coalesce_seconds - now, 0.0)
+
     def _forget_job(self, run_uid: str, job_name: str) -> None:
         """Mark a Job we just deleted, so reconciles before its DELETED event arrives do not count it."""
         job = self.cache.jobs.get(run_uid, {}).get(job_name)
@@ -332,6 +388,7 @@ class Controller:
             return
         meta = body["metadata"]
         result = await self.kube.patch(c.KIND, key[0], key[1], {"status": patch}, sub="status")
+        self._last_write[key] = time.monotonic()
         if result:
             self.on_run_event("MODIFIED", result)
         old_phase, new_phase = previous.get("phase"), status.get("phase")

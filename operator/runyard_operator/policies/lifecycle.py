@@ -152,18 +152,31 @@ def decide(
     status["gpus"] = sum(p.gpus for p in live_pods if p.node)
 
     if prev_phase in TERMINAL:
-        return _finished(facts, previous, decision, current_jobs + stale_jobs, now)
+        return _finished(facts, previous, decision, current_jobs + stale_jobs, live_pods, now)
 
     decision.delete_jobs = [j.name for j in stale_jobs]
     by_role = {j.role: j for j in current_jobs}
     phase, reason, message = prev_phase or PENDING, "", ""
 
     failed_jobs = [j for j in current_jobs if j.failed_condition]
-    success_jobs = [by_role.get(role) for role in facts.success_roles]
+    # Pods are watched directly: acting on a failed or finished pod does not wait for the Job controller's
+    # own sync (the Job always follows: backoffLimit 0 fails it, all indexes succeeded completes it).
+    failed_pods = [p for p in current_pods if p.phase == "Failed" and not p.deleting]
+    done_indexes: dict[str, set[int]] = {}
+    for p in current_pods:
+        if p.phase == "Succeeded":
+            done_indexes.setdefault(p.role, set()).add(p.index)
+
+    def role_done(role: str) -> bool:
+        job_ = by_role.get(role)
+        if job_ is not None and job_.complete:
+            return True
+        return 0 < facts.replicas.get(role, 0) <= len(done_indexes.get(role, ()))
+
     start = parse_time(previous.get("startTime"))
 
-    if failed_jobs:
-        failure, exit_code, fail_reason = _failure_of(current_pods, failed_jobs)
+    if failed_jobs or failed_pods:
+        failure, exit_code, fail_reason = _failure_of(current_pods, failed_jobs or current_jobs)
         retryable = facts.retry.allows(exit_code, fail_reason)
         if retryable and attempt < facts.backoff_limit:
             phase, reason = RESTARTING, "GangRestart"
@@ -187,7 +200,7 @@ def decide(
                 reason = fail_reason or "Error"
             status["failure"] = failure
             message = f"{failure.get('pod') or failure.get('role')}: {failure.get('reason')}: {failure.get('message')}"
-    elif success_jobs and all(j is not None and j.complete for j in success_jobs):
+    elif facts.success_roles and all(role_done(role) for role in facts.success_roles):
         phase, reason, message = SUCCEEDED, "Succeeded", "all required replicas completed successfully"
     elif start and facts.active_deadline_seconds and now >= start + timedelta(seconds=facts.active_deadline_seconds):
         phase, reason = FAILED, REASON_DEADLINE
@@ -196,6 +209,8 @@ def decide(
     elif facts.suspend:
         phase, reason, message = SUSPENDED, "Suspended", "runPolicy.suspend is true; replicas are stopped"
         decision.suspend_jobs = {j.name: True for j in current_jobs if not j.suspended}
+        # A run created suspended still gets its (suspended) Jobs, so resuming is a single patch.
+        decision.create_children = len(current_jobs) < len(facts.replicas) and not stale_jobs
     else:
         restart_at = _restart_at(facts, previous, attempt)
         if prev_phase == RESTARTING and (stale_jobs or [j for j in jobs if j.attempt != attempt]):
@@ -208,8 +223,7 @@ def decide(
             phase, reason, message = RESTARTING, "Backoff", f"restarting at {fmt_time(restart_at)}"
             decision.requeue_at = restart_at
         else:
-            missing = len(current_jobs) < len(facts.replicas) or not current_jobs
-            decision.create_children = missing
+            decision.create_children = len(current_jobs) < len(facts.replicas)
             if not facts.queue_name:
                 decision.suspend_jobs = {j.name: False for j in current_jobs if j.suspended}
             if facts.queue_name and current_jobs and all(j.suspended for j in current_jobs):
@@ -247,7 +261,7 @@ def decide(
         status["completionTime"] = fmt_time(now)
         status["gpus"] = 0
         decision.create_children = False
-        decision.delete_jobs = [*decision.delete_jobs, *_clean(facts, current_jobs)]
+        decision.delete_jobs = [*decision.delete_jobs, *_clean(facts, current_jobs, live_pods)]
         if facts.ttl_seconds_after_finished is not None:
             decision.requeue_at = now + timedelta(seconds=facts.ttl_seconds_after_finished)
         decision.events.append(("Normal" if phase == SUCCEEDED else "Warning", phase, message))
@@ -272,24 +286,33 @@ def _restart_at(facts: RunFacts, previous: Mapping[str, Any], attempt: int) -> d
     return since + timedelta(seconds=min(facts.backoff_seconds * 2 ** (attempt - 1), 3600))
 
 
-def _clean(facts: RunFacts, jobs: Sequence[JobView]) -> list[str]:
-    """Jobs to delete when the run ends: cleanPodPolicy All removes every Job, Running only those still active."""
+def _clean(facts: RunFacts, jobs: Sequence[JobView], live: Sequence[PodView]) -> list[str]:
+    """Jobs to delete when the run ends: cleanPodPolicy All removes every Job, Running those with live pods.
+
+    A failed Job needs nothing: the Job controller terminates its remaining pods itself.
+    """
     if facts.clean_pod_policy == "All":
         return [j.name for j in jobs]
     if facts.clean_pod_policy == "Running":
-        return [j.name for j in jobs if j.active > 0 and not j.complete and not j.failed_condition]
+        busy = {p.role for p in live if not p.deleting}
+        return [j.name for j in jobs if j.role in busy and not j.failed_condition]
     return []
 
 
 def _finished(
-    facts: RunFacts, previous: Mapping[str, Any], decision: Decision, jobs: Sequence[JobView], now: datetime
+    facts: RunFacts,
+    previous: Mapping[str, Any],
+    decision: Decision,
+    jobs: Sequence[JobView],
+    live: Sequence[PodView],
+    now: datetime,
 ) -> Decision:
     """A finished run only cleans up and, with a TTL, deletes itself; its status stays as it was."""
     status = decision.status
     status["gpus"] = 0
     status["readyReplicas"] = 0
     status["conditions"] = list(previous.get("conditions") or [])
-    decision.delete_jobs = _clean(facts, jobs)
+    decision.delete_jobs = _clean(facts, jobs, live)
     done = parse_time(previous.get("completionTime"))
     if facts.ttl_seconds_after_finished is not None and done:
         expiry = done + timedelta(seconds=facts.ttl_seconds_after_finished)

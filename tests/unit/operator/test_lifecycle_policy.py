@@ -98,9 +98,16 @@ CASES = [
     Case("one pod running is Starting", [job()], [pod(0), pod(1, "Pending", ready=False, node="n1")], phase="Starting"),
     Case("all pods running is Running", [job()], [pod(0), pod(1)], phase="Running"),
     Case(
-        "finished pods before Job Complete stay Running",
+        "every index succeeded is Succeeded before the Job's own Complete",
         [job(active=0)],
         [pod(0, "Succeeded"), pod(1, "Succeeded")],
+        previous={"phase": "Running", "startTime": T0},
+        phase="Succeeded",
+    ),
+    Case(
+        "one of two indexes finished stays Running",
+        [job(active=1)],
+        [pod(0, "Succeeded"), pod(1)],
         previous={"phase": "Running", "startTime": T0},
         phase="Running",
     ),
@@ -250,7 +257,9 @@ def test_ttl_deletes_finished_run_after_expiry() -> None:
 )
 def test_clean_pod_policy_on_finish(policy: str, jobs: list[JobView], deleted: list[str]) -> None:
     facts = replace(FACTS, clean_pod_policy=policy)
-    decision = lc.decide(facts, {"phase": "Succeeded", "completionTime": T0}, jobs, [], NOW)
+    # The parameter server still runs after the chief finished; the node pod is done.
+    pods = [pod(0, "Succeeded"), pod(0, role="ps", uid="ps0")]
+    decision = lc.decide(facts, {"phase": "Succeeded", "completionTime": T0}, jobs, pods, NOW)
     assert decision.delete_jobs == deleted
 
 

@@ -1,0 +1,1 @@
+"""Artifacts plugin: store defaults for pods, manifests summarised into status.artifacts, resume and clean-up."""

@@ -1,0 +1,421 @@
+"""Attribution of GPU samples to a run's pods and the run's accounting: GPU-hours, utilisation, memory, power, energy.
+
+GPU-hours come from allocation intervals (pod start to pod end, per GPU), never from samples, so an allocated GPU that
+nobody uses still counts. Utilisation and power are time-weighted means over sampled time with gaps left out. Energy is
+the sum of deltas of each physical GPU's mJ counter, counting a counter reset as a new segment.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from runyard_operator.gpu.parser import GPUSample
+
+IDLE_SAMPLE_PERCENT = 5.0  # GPUSummary.idleGpuHours: "GPU-hours with utilisation below 5 percent"
+MIG_SLICES = 7  # compute slices of A100/H100-class parts; "1g.10gb" is 1/7 of a GPU
+MAX_CLOSED_ALLOCATIONS = 128  # closed intervals kept in status for the record; their seconds stay in the total
+_MIG_PROFILE = re.compile(r"^(\d+)g\.")
+
+
+def to_rfc3339(ts: float) -> str:
+    # Milliseconds: resuming from status recomputes open intervals from these stamps, so whole seconds would drift.
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def from_rfc3339(value: Any) -> float | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def mig_fraction(profile: str) -> float:
+    match = _MIG_PROFILE.match(profile or "")
+    return min(int(match.group(1)) / MIG_SLICES, 1.0) if match else 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class PodRef:
+    """The parts of a run's pod that attribution needs."""
+
+    name: str
+    uid: str
+    node: str
+    gpus: int
+    start: float | None = None
+
+
+@dataclass(slots=True)
+class Allocation:
+    """One GPU (or MIG instance) held by one pod from `start` to `end`; `device` is empty until a sample names it."""
+
+    pod: str
+    pod_uid: str
+    node: str
+    device: str
+    start: float
+    end: float | None = None
+    index: str = ""
+    mig_profile: str = ""
+    energy_mj: float | None = None
+
+    @property
+    def uuid(self) -> str:
+        return self.device.split("/", 1)[0]
+
+    @property
+    def fraction(self) -> float:
+        return mig_fraction(self.mig_profile)
+
+    def seconds(self, now: float) -> float:
+        end = now if self.end is None else min(self.end, now)
+        return max(end - self.start, 0.0) * self.fraction
+
+    def to_status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "pod": self.pod,
+            "podUid": self.pod_uid,
+            "node": self.node,
+            "device": self.device,
+            "start": to_rfc3339(self.start),
+        }
+        if self.index:
+            out["index"] = self.index
+        if self.mig_profile:
+            out["migProfile"] = self.mig_profile
+        if self.end is not None:
+            out["end"] = to_rfc3339(self.end)
+        if self.energy_mj is not None and self.end is None:
+            out["energyMj"] = self.energy_mj
+        return out
+
+    @classmethod
+    def from_status(cls, raw: Mapping[str, Any]) -> Allocation | None:
+        start = from_rfc3339(raw.get("start"))
+        if start is None:
+            return None
+        energy = raw.get("energyMj")
+        return cls(
+            pod=str(raw.get("pod", "")),
+            pod_uid=str(raw.get("podUid", "")),
+            node=str(raw.get("node", "")),
+            device=str(raw.get("device", "")),
+            start=start,
+            end=from_rfc3339(raw.get("end")),
+            index=str(raw.get("index", "")),
+            mig_profile=str(raw.get("migProfile", "")),
+            energy_mj=float(energy) if energy is not None else None,
+        )
+
+
+class SampleIndex:
+    """One round's samples, indexed so each run finds its own without scanning everything."""
+
+    def __init__(self, samples: Iterable[GPUSample]) -> None:
+        self.by_pod: dict[tuple[str, str], list[GPUSample]] = defaultdict(list)
+        self.by_uid: dict[str, list[GPUSample]] = defaultdict(list)
+        self.by_device: dict[str, list[GPUSample]] = defaultdict(list)
+        for s in samples:
+            if s.pod:
+                self.by_pod[(s.namespace, s.pod)].append(s)
+            if s.pod_uid:
+                self.by_uid[s.pod_uid].append(s)
+            self.by_device[s.key].append(s)
+
+
+@dataclass(slots=True)
+class _Last:
+    time: float
+    utilization: float | None
+    power: float | None
+
+
+@dataclass
+class Point:
+    """One tracker data point of one device (MLflow system-metric naming is applied by the sink)."""
+
+    node: str
+    gpu: str
+    time: float
+    utilization: float | None
+    memory_used_bytes: float | None
+    power_watts: float | None
+
+
+@dataclass
+class RunAccount:
+    """Everything accumulated for one run; serialises to and from `status.gpu` so a restart resumes it."""
+
+    namespace: str
+    max_gap: float = 45.0
+    closed_gpu_seconds: float = 0.0
+    util_weighted: float = 0.0  # sum of utilisation x GPU-seconds over sampled time
+    sampled_seconds: float = 0.0
+    power_weighted: float = 0.0
+    power_seconds: float = 0.0
+    idle_seconds: float = 0.0
+    peak_utilization: float | None = None
+    peak_memory_bytes: float | None = None
+    energy_mj: float = 0.0
+    energy_estimated: bool = False
+    samples: int = 0
+    last_sample_time: float | None = None
+    allocations: list[Allocation] = field(default_factory=list)
+    current_utilization: float | None = None  # fraction-weighted mean of the latest round, for idle detection
+    _last: dict[str, _Last] = field(default_factory=dict)
+
+    # --- attribution ----------------------------------------------------------------------------------------
+
+    def open_allocations(self) -> list[Allocation]:
+        return [a for a in self.allocations if a.end is None]
+
+    def known_devices(self) -> set[str]:
+        return {a.uuid for a in self.open_allocations() if a.device}
+
+    def _close(self, alloc: Allocation, at: float) -> None:
+        alloc.end = max(at, alloc.start)
+        self.closed_gpu_seconds += alloc.seconds(alloc.end)
+        self._last.pop(alloc.device, None)
+
+    def close_all(self, at: float) -> None:
+        for alloc in self.open_allocations():
+            self._close(alloc, at)
+        self._trim()
+
+    def _trim(self) -> None:
+        closed = [a for a in self.allocations if a.end is not None]
+        if len(closed) > MAX_CLOSED_ALLOCATIONS:
+            drop = {id(a) for a in sorted(closed, key=lambda a: a.end or 0.0)[: len(closed) - MAX_CLOSED_ALLOCATIONS]}
+            self.allocations = [a for a in self.allocations if id(a) not in drop]
+
+    def _attribute(self, pods: Sequence[PodRef], index: SampleIndex) -> dict[str, list[tuple[PodRef, GPUSample]]]:
+        by_uid = {p.uid: p for p in pods}
+        found: dict[str, list[tuple[PodRef, GPUSample]]] = defaultdict(list)
+        for pod in pods:
+            for s in index.by_pod.get((self.namespace, pod.name), []) + index.by_uid.get(pod.uid, []):
+                if s.pod_uid and s.pod_uid != pod.uid:
+                    continue  # same name, other incarnation of the pod
+                found[s.key].append((pod, s))
+        # Exporters sometimes drop the pod labels (#342): a device we already hold is still ours by UUID.
+        for alloc in self.open_allocations():
+            holder = by_uid.get(alloc.pod_uid)
+            if not alloc.device or holder is None or alloc.device in found:
+                continue
+            same = index.by_device.get(alloc.device, [])
+            unowned = [s for s in same if not s.has_owner]
+            if unowned:
+                found[alloc.device].extend((holder, s) for s in unowned)
+            elif same:
+                # Only other pods are named (and not ours, or `found` would have it): the device moved.
+                self._close(alloc, max(s.time for s in same))
+        return found
+
+    def _allocation_for(self, pod: PodRef, sample: GPUSample, now: float) -> Allocation:
+        for alloc in self.open_allocations():
+            if alloc.pod_uid == pod.uid and alloc.device == sample.key:
+                return alloc
+        start = pod.start if pod.start is not None else now
+        if not sample.gi_id:
+            # A whole GPU: claim a placeholder slot opened from the pod's GPU request, keeping its start time.
+            for alloc in self.open_allocations():
+                if alloc.pod_uid == pod.uid and not alloc.device:
+                    alloc.device, alloc.index, alloc.node = sample.key, sample.index, pod.node or sample.node
+                    return alloc
+        alloc = Allocation(
+            pod=pod.name,
+            pod_uid=pod.uid,
+            node=pod.node or sample.node,
+            device=sample.key,
+            start=start,
+            index=sample.index,
+            mig_profile=sample.mig_profile,
+        )
+        self.allocations.append(alloc)
+        return alloc
+
+    # --- one sampling round -------------------------------------------------------------------------------------
+
+    def observe(self, pods: Sequence[PodRef], index: SampleIndex, now: float) -> list[Point]:
+        """Fold one round into the account; `pods` are the run's running pods. Returns new tracker points."""
+        live = {p.uid: p for p in pods}
+        for alloc in self.open_allocations():
+            if alloc.pod_uid not in live:
+                self._close(alloc, now)
+        found = self._attribute(pods, index)
+        points: list[Point] = []
+        energy_by_uuid: dict[str, list[tuple[float, float]]] = defaultdict(list)
+        latest: dict[str, tuple[float, float]] = {}  # device -> (utilization, fraction) of the newest sample
+        for device, pairs in found.items():
+            seen: set[float] = set()
+            for pod, s in sorted(pairs, key=lambda ps: ps[1].time):
+                if s.time in seen:
+                    continue
+                seen.add(s.time)
+                alloc = self._allocation_for(pod, s, now)
+                if alloc.end is not None:
+                    continue
+                if self._fold(alloc, s):
+                    points.append(
+                        Point(
+                            node=alloc.node,
+                            gpu=f"{s.index}_mig{s.gi_id}" if s.gi_id else s.index,
+                            time=s.time,
+                            utilization=s.utilization,
+                            memory_used_bytes=s.memory_used_bytes,
+                            power_watts=s.power_watts,
+                        )
+                    )
+                    if s.utilization is not None:
+                        latest[device] = (s.utilization, alloc.fraction)
+                    if s.energy_mj is not None:
+                        energy_by_uuid[s.uuid].append((s.time, s.energy_mj))
+        self._fold_energy(energy_by_uuid)
+        self._ensure_slots(pods, now)
+        self._trim()
+        weight = sum(f for _, f in latest.values())
+        self.current_utilization = sum(u * f for u, f in latest.values()) / weight if weight else None
+        if points:
+            self.last_sample_time = max(p.time for p in points)
+        return points
+
+    def _fold(self, alloc: Allocation, s: GPUSample) -> bool:
+        prev = self._last.get(alloc.device)
+        if prev is not None and s.time <= prev.time:
+            return False  # Prometheus hands back samples we already folded
+        self.samples += 1
+        frac = alloc.fraction
+        if s.utilization is not None:
+            self.peak_utilization = max(self.peak_utilization or 0.0, s.utilization)
+        if s.memory_used_bytes is not None:
+            self.peak_memory_bytes = max(self.peak_memory_bytes or 0.0, s.memory_used_bytes)
+        power = s.power_watts  # MIG instances report their parent's draw: weighted by the slice below
+        if prev is not None:
+            dt = s.time - prev.time
+            if dt <= self.max_gap:
+                if s.utilization is not None and prev.utilization is not None:
+                    mean = (s.utilization + prev.utilization) / 2
+                    self.util_weighted += mean * dt * frac
+                    self.sampled_seconds += dt * frac
+                    if mean < IDLE_SAMPLE_PERCENT:
+                        self.idle_seconds += dt * frac
+                if power is not None and prev.power is not None:
+                    self.power_weighted += (power + prev.power) / 2 * dt * frac
+                    self.power_seconds += dt * frac
+        self._last[alloc.device] = _Last(s.time, s.utilization, power)
+        return True
+
+    def _fold_energy(self, readings: Mapping[str, list[tuple[float, float]]]) -> None:
+        """Counter deltas per physical GPU; MIG instances repeat their parent's counter, so each GPU counts once."""
+        for uuid, values in readings.items():
+            holders = [a for a in self.open_allocations() if a.uuid == uuid]
+            if not holders:
+                continue
+            share = min(sum(a.fraction for a in holders), 1.0)
+            if share < 1.0:
+                self.energy_estimated = True  # other tenants share this GPU's counter
+            baseline = next((a.energy_mj for a in holders if a.energy_mj is not None), None)
+            for _, value in sorted(set(values)):
+                if baseline is not None:
+                    delta = value - baseline
+                    # A smaller reading means the driver reloaded and the counter restarted from 0.
+                    self.energy_mj += (delta if delta >= 0 else value) * share
+                baseline = value
+            for a in holders:
+                a.energy_mj = baseline
+
+    def _ensure_slots(self, pods: Sequence[PodRef], now: float) -> None:
+        """Open one interval per requested GPU at the pod's start, even before (or without) any sample naming it."""
+        for pod in pods:
+            whole = [a for a in self.open_allocations() if a.pod_uid == pod.uid and not a.mig_profile]
+            start = pod.start if pod.start is not None else now
+            for _ in range(pod.gpus - len(whole)):
+                self.allocations.append(
+                    Allocation(pod=pod.name, pod_uid=pod.uid, node=pod.node, device="", start=start)
+                )
+
+    # --- results ------------------------------------------------------------------------------------------------
+
+    def gpu_seconds(self, now: float) -> float:
+        return self.closed_gpu_seconds + sum(a.seconds(now) for a in self.open_allocations())
+
+    def allocated(self) -> float:
+        return sum(a.fraction for a in self.open_allocations())
+
+    @property
+    def avg_utilization(self) -> float | None:
+        return self.util_weighted / self.sampled_seconds if self.sampled_seconds else None
+
+    @property
+    def avg_power(self) -> float | None:
+        return self.power_weighted / self.power_seconds if self.power_seconds else None
+
+    def summary(self, now: float) -> dict[str, Any]:
+        """`status.gpu` (camelCase, rounded so unchanged values do not cause writes)."""
+        out: dict[str, Any] = {
+            "gpuHours": round(self.gpu_seconds(now) / 3600, 9),
+            "idleGpuHours": round(self.idle_seconds / 3600, 9),
+            "sampledGpuHours": round(self.sampled_seconds / 3600, 9),
+            "energyKWh": round(self.energy_mj / 3.6e9, 12),
+            "samples": self.samples,
+            "allocations": [a.to_status() for a in self.allocations],
+            "lastSampleTime": to_rfc3339(now),
+        }
+        optional = {
+            "avgUtilization": self.avg_utilization,
+            "peakUtilization": self.peak_utilization,
+            "peakMemoryBytes": self.peak_memory_bytes,
+            "avgPowerWatts": self.avg_power,
+        }
+        out |= {k: round(v, 3) for k, v in optional.items() if v is not None}
+        if self.energy_estimated:
+            out["energyEstimated"] = True
+        return out
+
+    def tracker_summary(self, now: float) -> dict[str, float]:
+        """Run-level metrics for the tracker at the end (names from the research notes)."""
+        out = {
+            "gpu_hours": self.gpu_seconds(now) / 3600,
+            "gpu_idle_hours": self.idle_seconds / 3600,
+            "gpu_energy_kwh": self.energy_mj / 3.6e9,
+        }
+        extra = {
+            "gpu_util_avg_pct": self.avg_utilization,
+            "gpu_util_peak_pct": self.peak_utilization,
+            "gpu_mem_peak_bytes": self.peak_memory_bytes,
+            "gpu_power_avg_watts": self.avg_power,
+        }
+        out |= {k: v for k, v in extra.items() if v is not None}
+        return out
+
+    @classmethod
+    def from_status(cls, namespace: str, raw: Mapping[str, Any] | None, max_gap: float) -> RunAccount:
+        """Resume from `status.gpu`: totals as written, open intervals continue, counters resume from their baselines."""
+        account = cls(namespace=namespace, max_gap=max_gap)
+        if not raw:
+            return account
+        allocations = [a for a in (Allocation.from_status(x) for x in raw.get("allocations") or []) if a]
+        as_of = from_rfc3339(raw.get("lastSampleTime"))
+        open_seconds = sum(a.seconds(as_of) for a in allocations if a.end is None) if as_of else 0.0
+        account.allocations = allocations
+        account.closed_gpu_seconds = max(float(raw.get("gpuHours") or 0.0) * 3600 - open_seconds, 0.0)
+        account.sampled_seconds = float(raw.get("sampledGpuHours") or 0.0) * 3600
+        account.util_weighted = float(raw.get("avgUtilization") or 0.0) * account.sampled_seconds
+        account.power_seconds = account.sampled_seconds
+        account.power_weighted = float(raw.get("avgPowerWatts") or 0.0) * account.power_seconds
+        account.idle_seconds = float(raw.get("idleGpuHours") or 0.0) * 3600
+        account.energy_mj = float(raw.get("energyKWh") or 0.0) * 3.6e9
+        account.energy_estimated = bool(raw.get("energyEstimated"))
+        account.samples = int(raw.get("samples") or 0)
+        account.last_sample_time = as_of
+        if raw.get("peakUtilization") is not None:
+            account.peak_utilization = float(raw["peakUtilization"])
+        if raw.get("peakMemoryBytes") is not None:
+            account.peak_memory_bytes = float(raw["peakMemoryBytes"])
+        return account

@@ -1,0 +1,199 @@
+"""runyard-gpu-agent: a per-node DaemonSet that reads NVML, maps GPUs to pods via PodResources, serves DCGM format.
+
+The operator's scrape path reads it exactly like a DCGM exporter (`gpuMetrics.source: agent`). Run it with
+`python -m runyard_operator.gpu.agent --node-name $NODE_NAME` (privileged enough to read the pod-resources socket).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Mapping, Sequence
+
+from aiohttp import web
+
+from runyard_operator.gpu.nvml import DeviceReading, NVMLReader
+from runyard_operator.gpu.podresources import DEFAULT_SOCKET, DeviceOwner, PodResourcesClient
+
+logger = logging.getLogger(__name__)
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# (metric, type, help, reading -> value, integer formatting) in the exporter's own names and units.
+_FAMILIES: list[tuple[str, str, str, str, bool]] = [
+    ("DCGM_FI_DEV_GPU_UTIL", "gauge", "GPU utilization (in %).", "utilization_pct", True),
+    ("DCGM_FI_DEV_FB_USED", "gauge", "Framebuffer memory used (in MiB).", "memory_used_mib", True),
+    ("DCGM_FI_DEV_FB_FREE", "gauge", "Framebuffer memory free (in MiB).", "memory_free_mib", True),
+    ("DCGM_FI_DEV_POWER_USAGE", "gauge", "Power draw (in W).", "power_watts", False),
+    (
+        "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
+        "counter",
+        "Total energy consumption since boot (in mJ).",
+        "energy_mj",
+        True,
+    ),
+    ("DCGM_FI_DEV_GPU_TEMP", "gauge", "GPU temperature (in C).", "temperature_c", True),
+]
+_MIB = 1048576
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _field(reading: DeviceReading, name: str) -> float | None:
+    if name == "memory_used_mib":
+        return reading.memory_used_bytes / _MIB if reading.memory_used_bytes is not None else None
+    if name == "memory_free_mib":
+        if reading.memory_used_bytes is None or reading.memory_total_bytes is None:
+            return None
+        return (reading.memory_total_bytes - reading.memory_used_bytes) / _MIB
+    value = getattr(reading, name)
+    return float(value) if value is not None else None
+
+
+def render(readings: Sequence[DeviceReading], owners: Mapping[str, DeviceOwner], hostname: str) -> str:
+    """The DCGM exporter's exposition (label names and order as in 4.x, lowercase `hostname` as on its main)."""
+    lines: list[str] = []
+    for metric, kind, help_text, attr, integer in _FAMILIES:
+        body: list[str] = []
+        for r in readings:
+            value = _field(r, attr)
+            if value is None:
+                continue
+            labels = [
+                ("gpu", str(r.index)),
+                ("UUID", r.uuid),
+                ("pci_bus_id", r.bus_id),
+                ("device", f"nvidia{r.index}"),
+                ("modelName", r.name),
+            ]
+            if r.gi_id is not None:
+                labels += [("GPU_I_PROFILE", r.mig_profile), ("GPU_I_ID", str(r.gi_id))]
+            labels.append(("hostname", hostname))
+            owner = owners.get(r.mig_uuid) if r.gi_id is not None else owners.get(r.uuid)
+            if owner is not None:
+                labels += [("container", owner.container), ("namespace", owner.namespace), ("pod", owner.pod)]
+            text = ",".join(f'{k}="{_quote(v)}"' for k, v in labels)
+            body.append(f"{metric}{{{text}}} {int(value) if integer else f'{value:f}'}")
+        if body:
+            lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} {kind}", *body]
+    return "\n".join(lines) + "\n"
+
+
+class Agent:
+    """Samples on a timer and serves the latest page; NVML and gRPC run in worker threads, never on the loop."""
+
+    def __init__(
+        self,
+        reader: NVMLReader,
+        podresources: PodResourcesClient | None,
+        hostname: str,
+        interval: float = 1.0,
+    ) -> None:
+        self._reader = reader
+        self._podresources = podresources
+        self._hostname = hostname
+        self._interval = interval
+        self._page = ""
+        self._owners: dict[str, DeviceOwner] = {}
+        self._healthy = False
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def page(self) -> str:
+        return self._page
+
+    async def sample_once(self) -> None:
+        readings = await asyncio.to_thread(self._reader.read)
+        if self._podresources is not None:
+            try:
+                self._owners = await asyncio.to_thread(self._podresources.owners)
+            except Exception as err:  # keep the last mapping: a kubelet restart must not blank the pod labels
+                logger.warning("podresources List failed: %s", err)
+        self._page = render(readings, self._owners, self._hostname)
+        self._healthy = True
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.sample_once()
+            except Exception:
+                self._healthy = False
+                logger.exception("NVML sampling failed")
+            await asyncio.sleep(self._interval)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/health", self._health)
+        return app
+
+    async def _metrics(self, _: web.Request) -> web.Response:
+        return web.Response(body=self._page.encode(), headers={"Content-Type": CONTENT_TYPE})
+
+    async def _health(self, _: web.Request) -> web.Response:
+        return web.Response(status=200 if self._healthy else 503, text="ok" if self._healthy else "not sampling")
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await asyncio.to_thread(self._reader.close)
+        if self._podresources is not None:
+            self._podresources.close()
+
+
+async def serve(agent: Agent, host: str, port: int, stop: asyncio.Event) -> None:
+    runner = web.AppRunner(agent.app(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    await agent.start()
+    try:
+        await stop.wait()
+    finally:
+        await agent.stop()
+        await runner.cleanup()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="runyard-gpu-agent", description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("--host", default="0.0.0.0")
+    p.add_argument("--port", type=int, default=int(os.environ.get("RUNYARD_GPU_AGENT_PORT", "9400")))
+    p.add_argument("--interval", type=float, default=1.0, help="Seconds between NVML samples.")
+    p.add_argument("--node-name", default=os.environ.get("NODE_NAME", os.uname().nodename))
+    p.add_argument(
+        "--pod-resources-socket",
+        default=DEFAULT_SOCKET,
+        help="kubelet PodResources socket; 'none' disables pod mapping.",
+    )
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    podresources = None if args.pod_resources_socket == "none" else PodResourcesClient(args.pod_resources_socket)
+    agent = Agent(NVMLReader(), podresources, args.node_name, args.interval)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(agent, args.host, args.port, stop)
+
+    asyncio.run(run())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

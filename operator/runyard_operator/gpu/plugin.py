@@ -1,0 +1,402 @@
+"""GPUPlugin: one operator-wide sampling loop feeding per-run accounting, status.gpu, GPUsIdle, /metrics and MLflow."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from runyard import constants as c
+from runyard_operator import metrics
+from runyard_operator.gpu.accounting import PodRef, Point, RunAccount, SampleIndex, from_rfc3339, to_rfc3339
+from runyard_operator.gpu.config import GPUMetricsConfig, parse_gpu_config
+from runyard_operator.gpu.sinks import MetricSink, MLflowSink
+from runyard_operator.gpu.sources import MetricSource, Target, build_source
+from runyard_operator.plugins import PluginContext, RunPlugin
+
+if TYPE_CHECKING:
+    from runyard.api import TrainingRun
+    from runyard_operator.config import OperatorConfig
+    from runyard_operator.observe import PodView
+
+logger = logging.getLogger(__name__)
+
+RunKey = tuple[str, str]
+ACTIVE_PHASES = frozenset({"Running", "Starting", "Restarting"})
+TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
+CONDITION = "GPUsIdle"
+_LABELS = ["namespace", "run", "framework"]
+
+SAMPLING_SECONDS = Histogram(
+    "runyard_gpu_sampling_duration_seconds",
+    "Time of one operator-wide GPU sampling round (collection, accounting, writes).",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+    registry=metrics.REGISTRY,
+)
+SAMPLING_ERRORS = Counter(
+    "runyard_gpu_sampling_errors_total",
+    "GPU sampling rounds or per-run steps that failed.",
+    ["stage"],
+    registry=metrics.REGISTRY,
+)
+RUNS_SAMPLED = Gauge(
+    "runyard_gpu_runs_sampled", "Runs whose GPUs the last sampling round covered.", registry=metrics.REGISTRY
+)
+
+
+@dataclass
+class _RunState:
+    key: RunKey
+    uid: str
+    framework: str
+    account: RunAccount
+    idle: bool | None = None
+    idle_since: float | None = None
+    condition: dict[str, Any] | None = None
+    condition_written: float = 0.0
+    last_write: float = 0.0
+    written: dict[str, Any] = field(default_factory=dict)
+    step: int = 0
+    retired_at: float | None = None
+
+
+def _pod_ref(pod: PodView) -> PodRef:
+    return PodRef(name=pod.name, uid=pod.uid, node=pod.node, gpus=pod.gpus, start=from_rfc3339(pod.start_time))
+
+
+def _mlflow_run_id(body: Mapping[str, Any]) -> str | None:
+    status = body.get("status") or {}
+    run_id = ((status.get("tracking") or {}).get("mlflow") or {}).get("runId")
+    return str(run_id) if run_id else None
+
+
+class _GPUCollector(Collector):
+    """Per-run series at scrape time from the plugin's accounts (labels namespace, run, framework; never per GPU)."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], Iterable[_RunState]] = list
+        self.clock: Callable[[], float] = time.time
+
+    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
+        allocated = GaugeMetricFamily(
+            "runyard_trainingrun_gpus_allocated", "GPUs held by the run's pods.", labels=_LABELS
+        )
+        util = GaugeMetricFamily(
+            "runyard_trainingrun_gpu_utilization_ratio",
+            "Mean utilisation (0-1) of the run's GPUs in the last sampling round.",
+            labels=_LABELS,
+        )
+        avg = GaugeMetricFamily(
+            "runyard_trainingrun_gpu_utilization_avg_ratio",
+            "Time-weighted mean utilisation (0-1) of the run's GPUs so far.",
+            labels=_LABELS,
+        )
+        memory = GaugeMetricFamily(
+            "runyard_trainingrun_gpu_memory_used_peak_bytes",
+            "Highest memory use sampled on any of the run's GPUs.",
+            labels=_LABELS,
+        )
+        seconds = CounterMetricFamily(
+            "runyard_trainingrun_gpu_seconds", "GPU-seconds allocated to the run.", labels=_LABELS
+        )
+        energy = CounterMetricFamily(
+            "runyard_trainingrun_gpu_energy_joules",
+            "Energy of the run's GPUs from the GPU energy counter (sensor limits: docs/gpu-metrics.md).",
+            labels=_LABELS,
+        )
+        now = self.clock()
+        for state in self.source():
+            labels = [state.key[0], state.key[1], state.framework]
+            account = state.account
+            allocated.add_metric(labels, 0.0 if state.retired_at else account.allocated())
+            if account.current_utilization is not None and not state.retired_at:
+                util.add_metric(labels, account.current_utilization / 100)
+            if account.avg_utilization is not None:
+                avg.add_metric(labels, account.avg_utilization / 100)
+            if account.peak_memory_bytes is not None:
+                memory.add_metric(labels, account.peak_memory_bytes)
+            seconds.add_metric(labels, account.gpu_seconds(now))
+            energy.add_metric(labels, account.energy_mj / 1000)
+        yield from (allocated, util, avg, memory, seconds, energy)
+
+
+_COLLECTOR = _GPUCollector()
+_COLLECTOR_REGISTERED = False
+
+
+def _register_collector() -> None:
+    global _COLLECTOR_REGISTERED
+    if not _COLLECTOR_REGISTERED:
+        metrics.register_collector(_COLLECTOR)
+        _COLLECTOR_REGISTERED = True
+
+
+class GPUPlugin(RunPlugin):
+    """Samples the GPUs of every running run in one loop; writes status.gpu, GPUsIdle, /metrics and the tracker."""
+
+    name = "gpu"
+
+    def __init__(
+        self,
+        cfg: GPUMetricsConfig,
+        tracking_uri: str | None = None,
+        *,
+        source: MetricSource | None = None,
+        sink: MetricSink | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.cfg = cfg
+        self._source = source
+        self._sink: MetricSink | None = sink
+        if self._sink is None and tracking_uri and cfg.log_to_tracker:
+            self._sink = MLflowSink(tracking_uri)
+        self._clock = clock
+        self._ctx: PluginContext | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self._runs: dict[str, _RunState] = {}
+        self._finished: dict[str, float] = {}
+
+    @classmethod
+    def from_config(cls, config: OperatorConfig) -> GPUPlugin | None:
+        cfg = parse_gpu_config(config.gpu_metrics)
+        if cfg is None:
+            return None
+        mlflow = config.tracking.mlflow
+        return cls(cfg, mlflow.tracking_uri if mlflow else None)
+
+    # --- lifecycle hooks --------------------------------------------------------------------------------------
+
+    def attach(self, ctx: PluginContext) -> None:
+        """Bind to the operator's services and /metrics without starting the loop (tests drive `tick` by hand)."""
+        self._ctx = ctx
+        if self._source is None:
+            self._source = build_source(self.cfg, ctx.kube)
+        _COLLECTOR.source = lambda: list(self._runs.values())
+        _COLLECTOR.clock = self._clock
+        _register_collector()
+
+    async def start(self, ctx: PluginContext) -> None:
+        self.attach(ctx)
+        self._task = asyncio.create_task(self._loop(), name="runyard-gpu-sampling")
+        logger.info("gpu: sampling every %.1fs from %s", self.cfg.interval_seconds, self.cfg.source)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._source is not None:
+            await self._source.close()
+
+    async def finished(self, run: TrainingRun, status: Mapping[str, Any]) -> dict[str, Any]:
+        """Close the run's intervals at its completion time, write the final summary to status and the tracker."""
+        uid = str(run.metadata.uid or "")
+        now = self._clock()
+        self._finished[uid] = now
+        async with self._lock:  # wait for a round in flight, so it cannot write an older summary after this one
+            state = self._runs.get(uid)
+            if state is None:
+                if not status.get("gpu"):
+                    return {}  # never sampled: a CPU-only run, or GPU metrics were off
+                namespace = str(run.metadata.namespace or "")
+                account = RunAccount.from_status(namespace, status.get("gpu"), self.cfg.gap_seconds)
+                state = _RunState((namespace, run.name), uid, str(run.spec.framework), account)
+                self._runs[uid] = state
+            end = from_rfc3339(status.get("completionTime")) or now
+            state.account.close_all(end)
+            summary = state.account.summary(end)
+            state.retired_at = now
+            run_id = _mlflow_run_id({"status": status})
+        if self._sink is not None and run_id:
+            await self._sink.log_summary(run_id, state.account.tracker_summary(end), end)
+        return {"gpu": summary}
+
+    # --- the loop --------------------------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                await self.tick()
+            except Exception:  # one bad round must not end sampling for the operator's lifetime
+                SAMPLING_ERRORS.labels("round").inc()
+                logger.exception("gpu: sampling round failed")
+            elapsed = time.monotonic() - started
+            SAMPLING_SECONDS.observe(elapsed)
+            await asyncio.sleep(max(self.cfg.interval_seconds - elapsed, 0.05))
+
+    def _select(self, now: float) -> list[tuple[Mapping[str, Any], _RunState, list[PodRef]]]:
+        """Runs to sample this round: active ones with running pods, plus known ones whose pods went away."""
+        assert self._ctx is not None
+        work: list[tuple[Mapping[str, Any], _RunState, list[PodRef]]] = []
+        present: set[str] = set()
+        for key, body in self._ctx.runs():
+            meta = body.get("metadata") or {}
+            uid = str(meta.get("uid", ""))
+            present.add(uid)
+            status = body.get("status") or {}
+            phase = str(status.get("phase") or "")
+            if uid in self._finished or phase in TERMINAL_PHASES:
+                continue
+            pods: list[PodRef] = []
+            if phase in ACTIVE_PHASES:
+                pods = [_pod_ref(p) for p in self._ctx.pods_of(uid) if p.node and p.phase == "Running"]
+            state = self._runs.get(uid)
+            if state is None:
+                if not pods:
+                    continue
+                state = self._new_state(key, uid, body)
+                self._runs[uid] = state
+            work.append((body, state, pods))
+        retain = self.cfg.retain_finished_seconds
+        for uid, state in list(self._runs.items()):
+            if uid not in present or (state.retired_at is not None and now - state.retired_at > retain):
+                del self._runs[uid]
+        for uid in list(self._finished):
+            if uid not in present and uid not in self._runs:
+                del self._finished[uid]
+        return work
+
+    def _new_state(self, key: RunKey, uid: str, body: Mapping[str, Any]) -> _RunState:
+        status = body.get("status") or {}
+        account = RunAccount.from_status(key[0], status.get("gpu"), self.cfg.gap_seconds)
+        state = _RunState(key, uid, str((body.get("spec") or {}).get("framework", "")), account)
+        for cond in status.get("conditions") or []:
+            if cond.get("type") == CONDITION:
+                state.condition = dict(cond)
+                state.idle = cond.get("status") == "True"
+                if state.idle:
+                    state.idle_since = from_rfc3339(cond.get("lastTransitionTime"))
+        return state
+
+    async def tick(self) -> None:
+        """One sampling round for all running runs (public so tests can drive rounds without the timer)."""
+        assert self._ctx is not None and self._source is not None
+        now = self._clock()
+        work = self._select(now)
+        RUNS_SAMPLED.set(len(work))
+        targets = [Target(st.key[0], p.name, p.uid, p.node) for _, st, pods in work for p in pods]
+        devices = {d for _, st, _ in work for d in st.account.known_devices()}
+        samples = []
+        if targets or devices:
+            try:
+                samples = await self._source.collect(targets, devices)
+            except Exception:
+                SAMPLING_ERRORS.labels("collect").inc()
+                logger.exception("gpu: collecting samples failed")
+        index = SampleIndex(samples)
+        series: list[tuple[str, list[Point], int]] = []
+        async with self._lock:
+            writes = []
+            for body, state, pods in work:
+                if state.uid in self._finished:
+                    continue
+                points = state.account.observe(pods, index, now)
+                run_id = _mlflow_run_id(body)
+                if points and run_id:
+                    state.step += 1
+                    series.append((run_id, points, state.step))
+                writes.append(self._write(body, state, now))
+            sem = asyncio.Semaphore(self.cfg.max_concurrency)
+
+            async def bounded(job: Any) -> None:
+                async with sem:
+                    await job
+
+            await asyncio.gather(*(bounded(w) for w in writes))
+        if self._sink is not None and series:
+            sink = self._sink
+            await asyncio.gather(*(sink.log_series(run_id, pts, step) for run_id, pts, step in series))
+
+    # --- status, condition, event ----------------------------------------------------------------------------
+
+    def _idle_transition(self, state: _RunState, generation: int, now: float) -> tuple[str, str, str] | None:
+        """Update the GPUsIdle condition from this round's utilisation; returns an Event on a transition."""
+        idle_cfg = self.cfg.idle
+        util = state.account.current_utilization
+        if not idle_cfg.enabled or util is None:
+            return None  # no data is not idleness
+        threshold, after = idle_cfg.threshold_percent, idle_cfg.after_seconds
+        if util < threshold:
+            state.idle_since = state.idle_since if state.idle_since is not None else now
+            if state.idle is not True and now - state.idle_since >= after:
+                avg = state.account.avg_utilization
+                message = (
+                    f"GPU utilisation {util:.1f}% has stayed below {threshold:g}% for {now - state.idle_since:.0f}s "
+                    f"on {state.account.allocated():g} allocated GPUs (run average {avg or 0.0:.1f}%)"
+                )
+                state.idle = True
+                state.condition = self._condition("True", "LowUtilization", message, generation, now)
+                return ("Warning", CONDITION, message)
+        else:
+            state.idle_since = None
+            if state.idle is True:
+                message = f"GPU utilisation back at {util:.1f}% (threshold {threshold:g}%)"
+                state.idle = False
+                state.condition = self._condition("False", "GPUsActive", message, generation, now)
+                return ("Normal", "GPUsActive", message)
+        return None
+
+    @staticmethod
+    def _condition(status: str, reason: str, message: str, generation: int, now: float) -> dict[str, Any]:
+        return {
+            "type": CONDITION,
+            "status": status,
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": to_rfc3339(now)[:19] + "Z",
+            "observedGeneration": generation,
+        }
+
+    async def _write(self, body: Mapping[str, Any], state: _RunState, now: float) -> None:
+        assert self._ctx is not None
+        meta = body.get("metadata") or {}
+        generation = int(meta.get("generation") or 0)
+        event = self._idle_transition(state, generation, now)
+        patch: dict[str, Any] = {}
+        current = list((body.get("status") or {}).get("conditions") or [])
+        mine = next((cond for cond in current if cond.get("type") == CONDITION), None)
+        # Re-send when the cache lacks our condition: the core lifecycle may have written a list computed before ours.
+        if state.condition is not None and (
+            event or (_differs(mine, state.condition) and now - state.condition_written > 2 * self.cfg.interval_seconds)
+        ):
+            others = [dict(cond) for cond in current if cond.get("type") != CONDITION]
+            patch["conditions"] = [*others, state.condition]
+        if event or patch or now - state.last_write >= self.cfg.status_interval_seconds:
+            summary = state.account.summary(now)
+            if _strip_time(summary) != _strip_time(state.written) or patch:
+                patch["gpu"] = summary
+        if patch:
+            try:
+                await self._ctx.kube.patch(c.KIND, state.key[0], state.key[1], {"status": patch}, sub="status")
+            except Exception as err:
+                SAMPLING_ERRORS.labels("status").inc()
+                logger.warning("gpu: writing status of %s/%s failed: %s", *state.key, err)
+                return
+            state.last_write = now
+            if "gpu" in patch:
+                state.written = patch["gpu"]
+            if "conditions" in patch:
+                state.condition_written = now
+        if event:
+            await self._ctx.kube.post_event(body, *event)
+
+
+def _differs(have: Mapping[str, Any] | None, want: Mapping[str, Any]) -> bool:
+    if have is None:
+        return True
+    return any(have.get(k) != want.get(k) for k in ("status", "reason", "lastTransitionTime"))
+
+
+def _strip_time(summary: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in summary.items() if k != "lastSampleTime"}
