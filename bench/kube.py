@@ -76,7 +76,7 @@ class BenchKube:
 
     async def watch(self, path: str, params: dict[str, str]) -> AsyncIterator[dict[str, Any]]:
         """Yield watch events (type + object) forever, starting now."""
-        status, listing = await self.request("GET", path, params={**params, "limit": "1"})
+        _, listing = await self.request("GET", path, params={**params, "limit": "1"})
         rv = listing["metadata"]["resourceVersion"]
         while True:
             query = {
