@@ -18,7 +18,7 @@ help: ## Show this help
 $(VENV)/.installed: requirements-dev.txt sdk/pyproject.toml operator/pyproject.toml
 	@test -x $(PYTHON) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
-	$(BIN)/pip install -q -r requirements-dev.txt -e 'sdk[kube,tracking]' -e operator
+	$(BIN)/pip install -q -r requirements-dev.txt -e 'sdk[kube,tracking,artifacts]' -e operator
 	@touch $@
 
 .PHONY: install
@@ -33,6 +33,7 @@ install-examples: install ## Add the heavy optional extras (torch, scikit-learn,
 .PHONY: generate
 generate: install ## Regenerate the CRD (and chart copy) from the pydantic models
 	$(PYTHON) hack/generate.py
+	$(PYTHON) hack/generate_chart.py
 
 .PHONY: verify
 verify: generate ## Regenerate everything and fail on any drift
@@ -68,8 +69,9 @@ test: install binaries ## Everything: lint, verify, unit and cluster tests
 
 ##@ Local cluster
 .PHONY: binaries
-binaries: ## Build etcd, kube-apiserver/controller-manager/scheduler, kwok and helm from Go modules (cached)
+binaries: ## Build etcd, kube-apiserver/controller-manager/scheduler, kwok, helm and the S3 test server (cached)
 	hack/build-binaries.sh all
+	hack/build-s3-server.sh
 
 .PHONY: cluster-up
 cluster-up: install binaries ## Start the local control plane with NODES fake GPU nodes (no-op if running)

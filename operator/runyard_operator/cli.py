@@ -109,7 +109,7 @@ async def run_operator(args: argparse.Namespace) -> None:
         coalesce_seconds=args.status_coalesce_seconds,
     )
     registry = kopf.OperatorRegistry()
-    handlers.register(registry, controller)
+    handlers.register(registry, controller, namespaced=bool(namespaces))
     ready = asyncio.Event()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

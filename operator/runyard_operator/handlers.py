@@ -12,13 +12,16 @@ from runyard_operator.controller import Controller
 CHILD_SELECTOR = f"{c.LABEL_MANAGED_BY}={c.MANAGED_BY_VALUE}"
 
 
-def register(registry: kopf.OperatorRegistry, controller: Controller) -> None:
+def register(registry: kopf.OperatorRegistry, controller: Controller, namespaced: bool = False) -> None:
     """Register the handlers for one controller in `registry` (one registry per operator instance)."""
 
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         # The controller posts its own Events, one per transition, not per handler log line.
         settings.posting.enabled = False
+        # With explicit namespaces, Roles grant nothing cluster-wide: do not scan namespaces and CRDs (kopf would
+        # retry the forbidden lists for about a minute before falling back to the given names).
+        settings.scanning.disabled = namespaced
         # Server-side label selectors: never stream Jobs and Pods that Runyard does not own.
         settings.watching.label_selectors["batch", "jobs"] = CHILD_SELECTOR
         settings.watching.label_selectors["v1", "pods"] = CHILD_SELECTOR

@@ -62,6 +62,16 @@ ENV_TENSORBOARD_DIR: Final = "RUNYARD_TENSORBOARD_DIR"
 ENV_NUM_REPLICAS: Final = "RUNYARD_NUM_REPLICAS"
 ENV_RUN_COORDINATOR: Final = "RUNYARD_COORDINATOR_ADDRESS"
 
+# Artifact store settings: the operator passes its cluster-wide defaults to the builders under these names.
+ENV_ARTIFACT_STORE: Final = "RUNYARD_ARTIFACT_STORE"
+ENV_ARTIFACT_SYNC_IMAGE: Final = "RUNYARD_ARTIFACT_SYNC_IMAGE"
+ENV_ARTIFACT_SYNC_INTERVAL: Final = "RUNYARD_ARTIFACT_SYNC_INTERVAL"
+ENV_AWS_ENDPOINT_URL: Final = "AWS_ENDPOINT_URL"
+ENV_AWS_REGION: Final = "AWS_REGION"
+ENV_AWS_ACCESS_KEY_ID: Final = "AWS_ACCESS_KEY_ID"
+ENV_AWS_SECRET_ACCESS_KEY: Final = "AWS_SECRET_ACCESS_KEY"
+ENV_AWS_SESSION_TOKEN: Final = "AWS_SESSION_TOKEN"
+
 # --- Framework env contracts ------------------------------------------------------------------------
 ENV_PYTHONUNBUFFERED: Final = "PYTHONUNBUFFERED"
 ENV_MASTER_ADDR: Final = "MASTER_ADDR"
@@ -101,6 +111,14 @@ DEFAULT_TF_PORT: Final = 2222
 DEFAULT_JAX_PORT: Final = 6666
 DEFAULT_MPI_SSH_PORT: Final = 2222
 DEFAULT_ARTIFACT_DIR: Final = "/runyard/artifacts"
+# The run's directory of a pvc:// store, mounted read-only so any rank can read any rank's checkpoints.
+RUN_ARTIFACTS_MOUNT: Final = "/runyard/run-artifacts"
+# Image of the S3 sync sidecar (python + boto3 + runyard); operators override it with artifacts.sidecarImage.
+DEFAULT_ARTIFACT_SYNC_IMAGE: Final = "ghcr.io/runyard/artifact-sync:0.1.0"
+DEFAULT_ARTIFACT_SYNC_INTERVAL: Final = 30
+ARTIFACT_SYNC_CONTAINER: Final = "artifact-sync"
+# Pod grace period when the sync sidecar runs: covers its final pass after the trainer exits or the pod is deleted.
+DEFAULT_ARTIFACT_SYNC_GRACE_SECONDS: Final = 120
 # Whole-gang restarts allowed before a run fails (Kubeflow's per-pod backoffLimit has no gang meaning).
 DEFAULT_BACKOFF_LIMIT: Final = 3
 DEFAULT_BACKOFF_SECONDS: Final = 10
@@ -124,3 +142,83 @@ CONTAINER_NAME: Final = "trainer"
 # Longest run name whose children stay valid DNS labels: "<name>-evaluator-<index up to 9999>" <= 63.
 MAX_RUN_NAME_LENGTH: Final = 48
 MAX_REPLICAS_PER_ROLE: Final = 9999
+
+# --- Experiment tracking (runyard.tracking, operator tracking plugin) ---------------------------------
+# Tag that joins a TrainingRun to its MLflow run; searched before creating one, so retries never duplicate.
+TAG_TRAININGRUN_UID: Final = "runyard.trainingrun.uid"
+TAG_K8S_NAMESPACE: Final = "k8s.namespace"
+TAG_K8S_RUN_NAME: Final = "k8s.trainingrun.name"
+TAG_K8S_RUN_UID: Final = "k8s.trainingrun.uid"
+TAG_K8S_FRAMEWORK: Final = "k8s.framework"
+TAG_K8S_IMAGE: Final = "k8s.image"
+TAG_K8S_REPLICAS: Final = "k8s.replicas"
+TAG_K8S_GPUS_PER_REPLICA: Final = "k8s.gpus_per_replica"
+TAG_K8S_NODES: Final = "k8s.nodes"
+TAG_K8S_NODE_PREFIX: Final = "k8s.node."
+TAG_K8S_PHASE: Final = "k8s.phase"
+# MLflow's own source tags, so the UI shows the commit and branch without any Runyard knowledge.
+TAG_MLFLOW_GIT_COMMIT: Final = "mlflow.source.git.commit"
+TAG_MLFLOW_GIT_BRANCH: Final = "mlflow.source.git.branch"
+TAG_MLFLOW_GIT_REPO: Final = "mlflow.source.git.repoURL"
+# ClearML tasks are created by the ClearML server; a run names the one its ranks join with this annotation.
+ANNOTATION_CLEARML_TASK_ID: Final = f"{GROUP}/clearml-task-id"
+
+ENV_POD_UID: Final = "RUNYARD_POD_UID"
+ENV_POD_IP: Final = "RUNYARD_POD_IP"
+ENV_GLOBAL_RANK: Final = "RUNYARD_GLOBAL_RANK"
+ENV_RANK_LABEL: Final = "RUNYARD_RANK_LABEL"
+ENV_TRACKERS: Final = "RUNYARD_TRACKERS"
+# Per-rank W&B primary flag for the in-pod helper: a pod template cannot compute "index == 0" (see tracking/env.py).
+ENV_WANDB_PRIMARY_LABEL: Final = "RUNYARD_WANDB_PRIMARY_LABEL"
+
+ENV_MLFLOW_TRACKING_URI: Final = "MLFLOW_TRACKING_URI"
+ENV_MLFLOW_EXPERIMENT_ID: Final = "MLFLOW_EXPERIMENT_ID"
+ENV_MLFLOW_RUN_ID: Final = "MLFLOW_RUN_ID"
+ENV_MLFLOW_TRACKING_USERNAME: Final = "MLFLOW_TRACKING_USERNAME"
+ENV_MLFLOW_TRACKING_PASSWORD: Final = "MLFLOW_TRACKING_PASSWORD"
+ENV_MLFLOW_TRACKING_TOKEN: Final = "MLFLOW_TRACKING_TOKEN"
+ENV_MLFLOW_SYSTEM_METRICS: Final = "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING"
+ENV_MLFLOW_SYSTEM_METRICS_NODE_ID: Final = "MLFLOW_SYSTEM_METRICS_NODE_ID"
+ENV_MLFLOW_SYSTEM_METRICS_INTERVAL: Final = "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL"
+
+ENV_WANDB_RUN_ID: Final = "WANDB_RUN_ID"
+ENV_WANDB_RUN_GROUP: Final = "WANDB_RUN_GROUP"
+ENV_WANDB_PROJECT: Final = "WANDB_PROJECT"
+ENV_WANDB_NAME: Final = "WANDB_NAME"
+ENV_WANDB_JOB_TYPE: Final = "WANDB_JOB_TYPE"
+ENV_WANDB_TAGS: Final = "WANDB_TAGS"
+ENV_WANDB_DIR: Final = "WANDB_DIR"
+ENV_WANDB_MODE: Final = "WANDB_MODE"
+ENV_WANDB_BASE_URL: Final = "WANDB_BASE_URL"
+ENV_WANDB_X_LABEL: Final = "WANDB_X_LABEL"
+ENV_WANDB_X_PRIMARY: Final = "WANDB_X_PRIMARY"
+ENV_WANDB_X_UPDATE_FINISH_STATE: Final = "WANDB_X_UPDATE_FINISH_STATE"
+
+ENV_COMET_EXPERIMENT_KEY: Final = "COMET_EXPERIMENT_KEY"
+ENV_COMET_START_MODE: Final = "COMET_START_MODE"
+ENV_COMET_PROJECT_NAME: Final = "COMET_PROJECT_NAME"
+ENV_COMET_EXPERIMENT_NAME: Final = "COMET_START_EXPERIMENT_NAME"
+ENV_COMET_NODE_IDENTIFIER: Final = "COMET_DISTRIBUTED_NODE_IDENTIFIER"
+ENV_COMET_OFFLINE_DIRECTORY: Final = "COMET_OFFLINE_DIRECTORY"
+
+ENV_CLEARML_TASK_ID: Final = "CLEARML_TASK_ID"
+ENV_CLEARML_MULTI_NODE_SINGLE_TASK: Final = "CLEARML_MULTI_NODE_SINGLE_TASK"
+ENV_CLEARML_NODE_ID: Final = "CLEARML_NODE_ID"
+
+ENV_POLYAXON_RUN_INSTANCE: Final = "POLYAXON_RUN_INSTANCE"
+ENV_POLYAXON_COLLECT_RESOURCES: Final = "POLYAXON_COLLECT_RESOURCES"
+ENV_POLYAXON_K8S_NODE_NAME: Final = "POLYAXON_K8S_NODE_NAME"
+ENV_POLYAXON_K8S_NAMESPACE: Final = "POLYAXON_K8S_NAMESPACE"
+ENV_POLYAXON_K8S_POD_ID: Final = "POLYAXON_K8S_POD_ID"
+
+ENV_NEPTUNE_CUSTOM_RUN_ID: Final = "NEPTUNE_CUSTOM_RUN_ID"
+ENV_NEPTUNE_PROJECT: Final = "NEPTUNE_PROJECT"
+ENV_NEPTUNE_MONITORING_NAMESPACE: Final = "NEPTUNE_MONITORING_NAMESPACE"
+
+ENV_VH_OUTPUTS_DIR: Final = "VH_OUTPUTS_DIR"
+
+# Local runs: where the embedded MLflow store lives, relative to the run's state directory.
+LOCAL_MLFLOW_DB: Final = "mlflow.db"
+LOCAL_MLFLOW_ARTIFACTS: Final = "mlartifacts"
+LOCAL_STATE_DIR: Final = ".runyard"
+DEFAULT_EXPERIMENT: Final = "default"

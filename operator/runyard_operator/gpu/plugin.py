@@ -33,6 +33,7 @@ RunKey = tuple[str, str]
 ACTIVE_PHASES = frozenset({"Running", "Starting", "Restarting"})
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
 CONDITION = "GPUsIdle"
+MAX_BACKLOG = 10_000  # tracker batches kept while the tracker is slow or down; the oldest go first
 _LABELS = ["namespace", "run", "framework"]
 
 SAMPLING_SECONDS = Histogram(
@@ -164,6 +165,11 @@ class GPUPlugin(RunPlugin):
         self._lock = asyncio.Lock()
         self._runs: dict[str, _RunState] = {}
         self._finished: dict[str, float] = {}
+        # Tracker writes run in the background: a slow or unreachable MLflow (its client retries for minutes) must
+        # neither delay sampling rounds nor hold a reconcile worker in `finished`.
+        self._backlog: list[tuple[str, list[Point], int]] = []
+        self._sink_tasks: set[asyncio.Task[None]] = set()
+        self._series_task: asyncio.Task[None] | None = None
 
     @classmethod
     def from_config(cls, config: OperatorConfig) -> GPUPlugin | None:
@@ -195,8 +201,43 @@ class GPUPlugin(RunPlugin):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.flush(), timeout=10)
         if self._source is not None:
             await self._source.close()
+
+    async def flush(self) -> None:
+        """Wait for the tracker writes in flight (tests and shutdown)."""
+        while self._sink_tasks:
+            await asyncio.gather(*list(self._sink_tasks), return_exceptions=True)
+
+    def _background(self, job: Any) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.create_task(job)
+        self._sink_tasks.add(task)
+        task.add_done_callback(self._sink_tasks.discard)
+        return task
+
+    def _queue_series(self, series: list[tuple[str, list[Point], int]]) -> None:
+        if self._sink is None:
+            return
+        self._backlog += series
+        if len(self._backlog) > MAX_BACKLOG:
+            logger.warning("gpu: tracker backlog full, dropping %d old batches", len(self._backlog) - MAX_BACKLOG)
+            del self._backlog[: len(self._backlog) - MAX_BACKLOG]
+        if self._backlog and (self._series_task is None or self._series_task.done()):
+            batch, self._backlog = self._backlog, []
+            self._series_task = self._background(self._send_series(self._sink, batch))
+
+    async def _send_series(self, sink: MetricSink, batch: list[tuple[str, list[Point], int]]) -> None:
+        sem = asyncio.Semaphore(self.cfg.max_concurrency)
+
+        async def one(run_id: str, points: list[Point], step: int) -> None:
+            async with sem:
+                await sink.log_series(run_id, points, step)
+
+        while batch:  # then whatever queued up meanwhile, in order
+            await asyncio.gather(*(one(*item) for item in batch))
+            batch, self._backlog = self._backlog, []
 
     async def finished(self, run: TrainingRun, status: Mapping[str, Any]) -> dict[str, Any]:
         """Close the run's intervals at its completion time, write the final summary to status and the tracker."""
@@ -218,7 +259,7 @@ class GPUPlugin(RunPlugin):
             state.retired_at = now
             run_id = _mlflow_run_id({"status": status})
         if self._sink is not None and run_id:
-            await self._sink.log_summary(run_id, state.account.tracker_summary(end), end)
+            self._background(self._sink.log_summary(run_id, state.account.tracker_summary(end), end))
         return {"gpu": summary}
 
     # --- the loop --------------------------------------------------------------------------------------------
@@ -314,9 +355,7 @@ class GPUPlugin(RunPlugin):
                     await job
 
             await asyncio.gather(*(bounded(w) for w in writes))
-        if self._sink is not None and series:
-            sink = self._sink
-            await asyncio.gather(*(sink.log_series(run_id, pts, step) for run_id, pts, step in series))
+        self._queue_series(series)
 
     # --- status, condition, event ----------------------------------------------------------------------------
 

@@ -561,6 +561,31 @@ class TrackingStatus(_Status):
     url: str | None = Field(None, description="Link to the run in the primary tracker.")
     mlflow: MLflowIds | None = Field(None, description="MLflow ids.")
     ids: dict[str, str] | None = Field(None, description="Run ids in other trackers, keyed by tracker name.")
+    message: str | None = Field(None, description="Why tracking is degraded (e.g. the tracking server is unreachable).")
+
+
+class GPUAllocation(_Status):
+    """One GPU (or MIG instance) held by one of the run's pods over an interval."""
+
+    pod: str | None = Field(None, description="Name of the pod holding the GPU.")
+    pod_uid: str | None = Field(None, description="UID of that pod.")
+    node: str | None = Field(None, description="Node of the GPU.")
+    device: str | None = Field(
+        None, description="GPU UUID, or UUID/gi<N> for a MIG instance; empty while no sample has named it yet."
+    )
+    index: str | None = Field(None, description="GPU index on the node.")
+    mig_profile: str | None = Field(None, description="MIG profile, e.g. 1g.10gb (GPU-hours count its slice share).")
+    start: str | None = Field(
+        None, description="Start of the allocation (RFC 3339).", json_schema_extra={"format": "date-time"}
+    )
+    end: str | None = Field(
+        None,
+        description="End of the allocation, unset while held (RFC 3339).",
+        json_schema_extra={"format": "date-time"},
+    )
+    energy_mj: float | None = Field(
+        None, description="Last energy-counter reading (mJ) of an open allocation, to resume after a restart."
+    )
 
 
 class GPUSummary(_Status):
@@ -574,6 +599,18 @@ class GPUSummary(_Status):
     energy_kwh: float | None = Field(None, alias="energyKWh", description="Energy used by the run's GPUs in kWh.")
     idle_gpu_hours: float | None = Field(None, description="GPU-hours with utilisation below 5 percent.")
     samples: int | None = Field(None, description="Number of metric samples the summary is based on.")
+    sampled_gpu_hours: float | None = Field(
+        None, description="GPU-hours covered by utilisation samples (the weight of avgUtilization; gaps excluded)."
+    )
+    energy_estimated: bool | None = Field(
+        None, description="True when energy includes a share of a GPU's counter split by MIG slices (an estimate)."
+    )
+    last_sample_time: str | None = Field(
+        None, description="When this summary was computed (RFC 3339).", json_schema_extra={"format": "date-time"}
+    )
+    allocations: list[GPUAllocation] | None = Field(
+        None, description="Allocation intervals (open ones and the most recent closed ones) behind gpuHours."
+    )
 
 
 class ArtifactsStatus(_Status):

@@ -8,6 +8,7 @@ from typing import Any
 from runyard import constants as c
 from runyard.api.v1alpha1 import Framework, MPISpec, TrainingRun
 from runyard.builders.addressing import KubernetesAddressing
+from runyard.builders.artifacts import add_env, build_artifacts
 from runyard.builders.context import BuildContext
 from runyard.builders.env import build_env
 from runyard.builders.meta import namespace_of, role_labels
@@ -22,7 +23,6 @@ from runyard.builders.mpi import (
 from runyard.builders.names import service_name
 
 SHM_VOLUME = "runyard-shm"
-ARTIFACTS_VOLUME = "runyard-artifacts"
 
 
 def merge_pod_template(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -66,25 +66,6 @@ def _resources(run: TrainingRun, role: str) -> dict[str, Any]:
     if limits:
         out["limits"] = limits
     return out
-
-
-def _artifacts_volume(run: TrainingRun) -> dict[str, Any]:
-    store = run.spec.artifacts.store
-    if store and store.startswith("pvc://"):
-        claim = store.removeprefix("pvc://").split("/", 1)[0]
-        return {"name": ARTIFACTS_VOLUME, "persistentVolumeClaim": {"claimName": claim}}
-    # Non-root containers cannot create the artifact directory themselves; an emptyDir makes it writable.
-    return {"name": ARTIFACTS_VOLUME, "emptyDir": {}}
-
-
-def _artifacts_mount(run: TrainingRun) -> dict[str, Any]:
-    mount: dict[str, Any] = {"name": ARTIFACTS_VOLUME, "mountPath": run.spec.artifacts.path}
-    store = run.spec.artifacts.store
-    if store and store.startswith("pvc://"):
-        prefix = store.removeprefix("pvc://").partition("/")[2].strip("/")
-        # One directory per run on a shared claim, so runs never overwrite each other.
-        mount["subPath"] = f"{prefix}/{run.name}" if prefix else run.name
-    return mount
 
 
 def _pod_security(run: TrainingRun) -> dict[str, Any]:
@@ -141,7 +122,8 @@ def build_pod_template(run: TrainingRun, role: str, ctx: BuildContext) -> dict[s
         container["command"] = list(command)
     if args is not None:
         container["args"] = list(args)
-    container["env"] = build_env(run, role, None, addressing, ctx)
+    artifacts = build_artifacts(run, role, ctx)
+    container["env"] = add_env(build_env(run, role, None, addressing, ctx), artifacts.env)
     env_from = _env_from(run)
     if env_from:
         container["envFrom"] = env_from
@@ -155,8 +137,8 @@ def build_pod_template(run: TrainingRun, role: str, ctx: BuildContext) -> dict[s
         container["resources"] = resources
     container["securityContext"] = _container_security(run)
 
-    volumes: list[dict[str, Any]] = [_artifacts_volume(run)]
-    mounts: list[dict[str, Any]] = [_artifacts_mount(run)]
+    volumes: list[dict[str, Any]] = list(artifacts.volumes)
+    mounts: list[dict[str, Any]] = list(artifacts.mounts)
     if replica.resources.shared_memory is not None:
         volumes.append(
             {
@@ -165,7 +147,7 @@ def build_pod_template(run: TrainingRun, role: str, ctx: BuildContext) -> dict[s
             }
         )
         mounts.append({"name": SHM_VOLUME, "mountPath": c.SHM_MOUNT})
-    init_containers: list[dict[str, Any]] = []
+    init_containers: list[dict[str, Any]] = list(artifacts.init_containers)
     if is_mpi:
         volumes += ssh_volumes(run)
         mounts += ssh_mounts()
@@ -196,6 +178,8 @@ def build_pod_template(run: TrainingRun, role: str, ctx: BuildContext) -> dict[s
         "enableServiceLinks": False,
         "securityContext": _pod_security(run),
     }
+    if artifacts.termination_grace_period_seconds is not None:
+        pod_spec["terminationGracePeriodSeconds"] = artifacts.termination_grace_period_seconds
     if init_containers:
         pod_spec["initContainers"] = init_containers
     pod_spec["containers"] = [container]

@@ -1,0 +1,1 @@
+"""Tests of the Helm chart helm/runyard that need only the helm binary (no cluster)."""
