@@ -1,0 +1,1 @@
+"""Unit tests of the GPU metrics plugin, its sources, the node agent and the NVML check."""
