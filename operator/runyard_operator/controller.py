@@ -57,7 +57,7 @@ _COALESCIBLE = frozenset(
         "schedulingMessage",
     }
 )
-_COALESCIBLE_PHASES = frozenset({lc.PENDING, lc.STARTING, lc.RUNNING, lc.QUEUED})
+_COALESCIBLE_PHASES = frozenset({lc.PENDING, lc.STARTING, lc.RUNNING, lc.QUEUED, lc.SUSPENDED})
 
 
 def _rv(body: Mapping[str, Any]) -> int:

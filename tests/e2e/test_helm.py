@@ -399,6 +399,9 @@ def _chart_copy_with_crd_group(dest: Path, group: str) -> tuple[Path, Path]:
     crd = yaml.safe_load(crd_file.read_text())
     crd["spec"]["group"] = group
     crd["metadata"]["name"] = f"{crd['spec']['names']['plural']}.{group}"
+    # No short name or category: `kubectl get tr` in other tests must keep meaning runyard.dev.
+    crd["spec"]["names"].pop("shortNames", None)
+    crd["spec"]["names"].pop("categories", None)
     crd_file.write_text(yaml.safe_dump(crd, sort_keys=False))
     return chart, crd_file
 

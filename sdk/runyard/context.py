@@ -1,0 +1,122 @@
+"""`runyard.context()`: who and where this process is inside a TrainingRun, read from the env Runyard injects."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runyard import constants as c
+
+# Rank variables in order of preference: the launcher's per-process value beats Runyard's per-pod one.
+_RANK_VARS = ("RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", c.ENV_JAX_PROCESS_ID, c.ENV_GLOBAL_RANK)
+_LOCAL_RANK_VARS = ("LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID")
+_WORLD_VARS = ("WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", c.ENV_JAX_NUM_PROCESSES, c.ENV_NUM_REPLICAS)
+_LOCAL_WORLD_VARS = ("LOCAL_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_SIZE")
+# tracker name -> env variable holding this run's id in it
+_TRACKER_ID_VARS = {
+    "mlflow": c.ENV_MLFLOW_RUN_ID,
+    "wandb": c.ENV_WANDB_RUN_ID,
+    "comet": c.ENV_COMET_EXPERIMENT_KEY,
+    "clearml": c.ENV_CLEARML_TASK_ID,
+    "polyaxon": c.ENV_POLYAXON_RUN_INSTANCE,
+    "neptune": c.ENV_NEPTUNE_CUSTOM_RUN_ID,
+}
+
+
+def _first_int(env: Mapping[str, str], names: tuple[str, ...]) -> int | None:
+    for name in names:
+        value = env.get(name, "").strip()
+        if value.lstrip("-").isdigit():
+            return int(value)
+    return None
+
+
+def _path(env: Mapping[str, str], name: str) -> Path | None:
+    value = env.get(name)
+    return Path(value) if value else None
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """The process's place in the run; every field has a sensible value outside Runyard too (rank 0 of 1)."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    local_world_size: int = 1
+    run_name: str | None = None
+    run_uid: str | None = None
+    namespace: str | None = None
+    role: str | None = None
+    replica_index: int = 0
+    rank_label: str | None = None
+    output_dir: Path | None = None
+    artifact_dir: Path | None = None
+    tensorboard_dir: Path | None = None
+    resume_from: str | None = None
+    trackers: tuple[str, ...] = ()
+    tracker_ids: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_primary(self) -> bool:
+        """Global rank 0: the process that should write summaries, checkpoints and final results."""
+        return self.rank == 0
+
+    @property
+    def in_runyard(self) -> bool:
+        return self.run_name is not None
+
+
+def read_context(env: Mapping[str, str]) -> RunContext:
+    """The context described by `env` (pure; `context()` reads os.environ)."""
+    local_rank = _first_int(env, _LOCAL_RANK_VARS) or 0
+    local_world = _first_int(env, _LOCAL_WORLD_VARS) or 1
+    tensorboard = _path(env, c.ENV_TENSORBOARD_DIR)
+    if tensorboard is not None and local_world > 1:
+        # Several processes share a pod's env: one writer per directory, so one sub-directory per local rank.
+        tensorboard = tensorboard / f"local-{local_rank}"
+    return RunContext(
+        rank=_first_int(env, _RANK_VARS) or 0,
+        local_rank=local_rank,
+        world_size=_first_int(env, _WORLD_VARS) or 1,
+        local_world_size=local_world,
+        run_name=env.get(c.ENV_RUN_NAME) or None,
+        run_uid=env.get(c.ENV_RUN_UID) or None,
+        namespace=env.get(c.ENV_NAMESPACE) or None,
+        role=env.get(c.ENV_ROLE) or None,
+        replica_index=_first_int(env, (c.ENV_REPLICA_INDEX,)) or 0,
+        rank_label=env.get(c.ENV_RANK_LABEL) or None,
+        output_dir=_path(env, c.ENV_OUTPUT_DIR),
+        artifact_dir=_path(env, c.ENV_ARTIFACT_DIR),
+        tensorboard_dir=tensorboard,
+        resume_from=env.get(c.ENV_RESUME_FROM) or None,
+        trackers=tuple(t for t in env.get(c.ENV_TRACKERS, "").split(",") if t),
+        tracker_ids={name: env[var] for name, var in _TRACKER_ID_VARS.items() if env.get(var)},
+    )
+
+
+def apply_process_env(ctx: RunContext, env: MutableMapping[str, str]) -> None:
+    """Per-process tracker settings a pod template cannot express; mutates `env` (os.environ by default).
+
+    W&B shared mode: pods start as secondaries and the process with global rank 0 on the primary replica becomes
+    the primary. Several processes per pod: the TensorBoard directory gets a per-local-rank sub-directory.
+    """
+    primary_label = env.get(c.ENV_WANDB_PRIMARY_LABEL)
+    if primary_label and ctx.rank == 0 and ctx.rank_label == primary_label:
+        env[c.ENV_WANDB_X_PRIMARY] = "true"
+        env[c.ENV_WANDB_X_UPDATE_FINISH_STATE] = "true"
+    if ctx.tensorboard_dir is not None:
+        env[c.ENV_TENSORBOARD_DIR] = str(ctx.tensorboard_dir)
+
+
+def context(apply_env: bool = True) -> RunContext:
+    """This process's RunContext; with `apply_env`, also finalise per-process tracker env (see apply_process_env).
+
+    Call it before `wandb.init()` and friends so they see the final values.
+    """
+    ctx = read_context(os.environ)
+    if apply_env and ctx.in_runyard:
+        apply_process_env(ctx, os.environ)
+    return ctx
