@@ -1,23 +1,77 @@
-"""The `runyard` command line; each command imports what it needs lazily so `runyard --help` stays fast."""
+"""The `runyard` command line; each command imports what it needs lazily so `runyard --help` stays fast.
+
+Exit codes: 0 ok, 1 the run failed, 2 usage or validation error, 3 not found, 4 timeout, 5 API error.
+"""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from runyard.api import TrainingRun
+    from runyard.client import Client
+
+EXIT_OK = 0
+EXIT_RUN_FAILED = 1
+EXIT_USAGE = 2
+EXIT_NOT_FOUND = 3
+EXIT_TIMEOUT = 4
+EXIT_API = 5
+
 app = typer.Typer(
     name="runyard",
-    help="Runyard: distributed training runs (PyTorch, TensorFlow, MPI, JAX) on Kubernetes.",
+    help=(
+        "Runyard: distributed training runs (PyTorch, TensorFlow, MPI, JAX) on Kubernetes, or locally.\n\n"
+        "Exit codes: 0 ok, 1 run failed, 2 usage/validation error, 3 not found, 4 timeout, 5 API error."
+    ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
+    pretty_exceptions_enable=False,
 )
 
 FileOption = Annotated[
     list[Path],
     typer.Option("-f", "--file", exists=True, dir_okay=False, help="TrainingRun YAML file (repeatable)."),
 ]
+
+
+def _complete_names(ctx: typer.Context, incomplete: str) -> list[str]:
+    # Shell completion must never fail or hang: any problem just means no suggestions.
+    try:
+        client = _client(ctx)
+        return [r.name for r in client.list() if r.name.startswith(incomplete)]
+    except Exception:
+        return []
+
+
+NameArg = Annotated[str, typer.Argument(help="Name of the TrainingRun.", autocompletion=_complete_names)]
+KubeconfigOption = Annotated[
+    Path | None, typer.Option("--kubeconfig", help="kubeconfig file (default $KUBECONFIG, ~/.kube/config, in-cluster).")
+]
+ContextOption = Annotated[str | None, typer.Option("--context", help="kubeconfig context (default: current).")]
+NamespaceOption = Annotated[
+    str | None, typer.Option("-n", "--namespace", help="Namespace (default: the context's, else `default`).")
+]
+
+
+class Output(StrEnum):
+    """Formats of `get` and `list`."""
+
+    table = "table"
+    wide = "wide"
+    json = "json"
+    yaml = "yaml"
+
 
 # `render` output must be deterministic, like `helm template`: the uid and SSH keys the real operator would
 # get from the API server and generate at random are fixed placeholders.
@@ -30,14 +84,171 @@ RENDER_NOTE = (
 )
 
 
-def _fail(message: str) -> typer.Exit:
+def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
     typer.echo(message, err=True)
-    return typer.Exit(code=1)
+    return typer.Exit(code=code)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Map SDK errors to messages on stderr and the documented exit codes."""
+    from runyard import exceptions as e
+
+    try:
+        yield
+    except e.RunFailedError as exc:
+        raise _fail(f"error: {exc}", EXIT_RUN_FAILED) from exc
+    except e.WaitTimeoutError as exc:
+        raise _fail(f"error: {exc}", EXIT_TIMEOUT) from exc
+    except e.NotFoundError as exc:
+        raise _fail(f"error: {exc}", EXIT_NOT_FOUND) from exc
+    except e.ValidationFailedError as exc:
+        details = "".join(f"\n  {p}" for p in exc.problems if p not in str(exc))
+        raise _fail(f"error: {exc}{details}", EXIT_USAGE) from exc
+    except e.ClientError as exc:
+        raise _fail(f"error: {exc}", EXIT_API) from exc
+    except e.LocalRunError as exc:
+        raise _fail(f"error: {exc}", EXIT_RUN_FAILED) from exc
+
+
+@app.callback()
+def _global(
+    ctx: typer.Context,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+    namespace: NamespaceOption = None,
+) -> None:
+    """Runyard: distributed training runs on Kubernetes, or locally."""
+    ctx.obj = {"kubeconfig": kubeconfig, "context": context, "namespace": namespace}
+
+
+def _client(
+    ctx: typer.Context,
+    kubeconfig: Path | None = None,
+    context: str | None = None,
+    namespace: str | None = None,
+) -> Client:
+    """A Client from the command's options, falling back to the global ones (`runyard -n ns get x` and
+    `runyard get x -n ns` both work)."""
+    from runyard.client import Client
+
+    root = ctx.find_root().obj or {}
+    return Client(
+        kubeconfig=kubeconfig or root.get("kubeconfig"),
+        context=context or root.get("context"),
+        namespace=namespace or root.get("namespace"),
+    )
+
+
+def _console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    # Pipes get a wide, colourless console so tables are not wrapped at 80 columns.
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, width=None if stream.isatty() else 200, highlight=False)
+
+
+# --- formatting -------------------------------------------------------------------------------------
+
+
+def _age(timestamp: str | None) -> str:
+    from datetime import UTC, datetime
+
+    if not timestamp:
+        return "-"
+    try:
+        then = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        return "-"
+    return _duration((datetime.now(UTC) - then).total_seconds())
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m{seconds % 60}s" if seconds < 600 else f"{seconds // 60}m"
+    if seconds < 172800:
+        return f"{seconds // 3600}h{(seconds % 3600) // 60}m"
+    return f"{seconds // 86400}d"
+
+
+def _created(run: TrainingRun) -> str | None:
+    extra = run.metadata.model_extra or {}
+    value = extra.get("creationTimestamp")
+    return str(value) if value else None
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}%"
+
+
+def _row(run: TrainingRun, wide: bool) -> list[str]:
+    status = run.status
+    phase = status.phase.value if status and status.phase else "-"
+    ready = f"{status.ready_replicas or 0}/{status.total_replicas}" if status and status.total_replicas else "-"
+    row = [
+        run.metadata.name or "-",
+        run.spec.framework.value,
+        phase,
+        ready,
+        str(status.restarts or 0) if status else "0",
+        str(status.gpus) if status and status.gpus is not None else "-",
+        _age(_created(run)),
+    ]
+    if wide:
+        gpu = status.gpu if status else None
+        tracking = status.tracking.url if status and status.tracking and status.tracking.url else "-"
+        row += [
+            run.metadata.namespace or "-",
+            ",".join(status.nodes or []) if status and status.nodes else "-",
+            _pct(gpu.avg_utilization if gpu else None),
+            tracking,
+            (status.message or "-") if status else "-",
+        ]
+    return row
+
+
+HEADERS = ["NAME", "FRAMEWORK", "PHASE", "READY", "RESTARTS", "GPUS", "AGE"]
+WIDE_HEADERS = [*HEADERS, "NAMESPACE", "NODES", "GPU-UTIL", "TRACKING", "MESSAGE"]
+
+
+def _text_table(headers: list[str], rows: list[list[str]]) -> str:
+    """kubectl-style plain columns (scripts can `awk` them; no colours, no wrapping)."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    lines = [
+        "   ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() for line in [headers, *rows]
+    ]
+    return "\n".join(lines)
+
+
+def _print_runs(runs: list[TrainingRun], output: Output, *, single: bool = False) -> None:
+    if output in (Output.json, Output.yaml):
+        manifests = [r.to_manifest() for r in runs]
+        doc: Any = manifests[0] if single else {"apiVersion": "v1", "kind": "List", "items": manifests}
+        if output is Output.json:
+            import json
+
+            typer.echo(json.dumps(doc, indent=2))
+        else:
+            import yaml
+
+            typer.echo(yaml.safe_dump(doc, sort_keys=False), nl=False)
+        return
+    if not runs:
+        typer.echo("No TrainingRuns found.", err=True)
+        return
+    wide = output is Output.wide
+    typer.echo(_text_table(WIDE_HEADERS if wide else HEADERS, [_row(r, wide) for r in runs]))
+
+
+# --- offline commands -------------------------------------------------------------------------------
 
 
 @app.command()
 def validate(files: FileOption) -> None:
-    """Check TrainingRun manifests offline: schema, cross-field rules, names. Exit code 1 on any problem."""
+    """Check TrainingRun manifests offline: schema, cross-field rules, names. Exit code 2 on any problem."""
     from runyard.validation import load_manifests, validate_manifest
 
     failed = False
@@ -57,7 +268,7 @@ def validate(files: FileOption) -> None:
                 typer.echo(f"{file}: ok ({doc.get('kind', '?')} {name})")
             failed = failed or bool(problems)
     if failed:
-        raise typer.Exit(code=1)
+        raise typer.Exit(code=EXIT_USAGE)
 
 
 @app.command()
@@ -85,6 +296,443 @@ def render(
                 run.metadata.namespace = namespace
             objects += build_children(run, ctx)
     typer.echo(RENDER_NOTE.format(uid=RENDER_UID) + dump_manifests(objects), nl=False)
+
+
+# --- cluster commands -------------------------------------------------------------------------------
+
+
+@app.command()
+def submit(
+    ctx: typer.Context,
+    files: FileOption,
+    name: Annotated[str | None, typer.Option("--name", help="Override metadata.name (one document only).")] = None,
+    wait_: Annotated[bool, typer.Option("--wait", help="Wait for each run to succeed (exit code as `wait`).")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds `--wait` waits.")] = 600,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate on the API server; create nothing.")] = False,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+    namespace: NamespaceOption = None,
+) -> None:
+    """Validate and create TrainingRuns from YAML files."""
+    from runyard.validation import load_manifests
+
+    with _errors():
+        docs: list[dict[str, Any]] = []
+        for file in files:
+            try:
+                docs += load_manifests(file)
+            except ValueError as exc:
+                raise _fail(f"{file}: {exc}") from exc
+        if name and len(docs) != 1:
+            raise _fail("--name needs exactly one TrainingRun document")
+        client = _client(ctx, kubeconfig, context, namespace)
+        created = []
+        for doc in docs:
+            run = client.submit(doc, name=name, dry_run=dry_run)
+            created.append(run)
+            suffix = " (server dry run)" if dry_run else ""
+            typer.echo(f"trainingrun.runyard.dev/{run.name} created{suffix}")
+        if wait_ and not dry_run:
+            for run in created:
+                _wait(client, run.name, "Succeeded", timeout)
+
+
+@app.command("get")
+def get_(
+    ctx: typer.Context,
+    name: NameArg,
+    output: Annotated[Output, typer.Option("-o", "--output", help="Output format.")] = Output.table,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+    namespace: NamespaceOption = None,
+) -> None:
+    """Show one TrainingRun."""
+    with _errors():
+        run = _client(ctx, kubeconfig, context, namespace).get(name)
+        _print_runs([run], output, single=True)
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    output: Annotated[Output, typer.Option("-o", "--output", help="Output format.")] = Output.table,
+    selector: Annotated[str | None, typer.Option("-l", "--selector", help="Label selector, e.g. team=ml.")] = None,
+    phase: Annotated[str | None, typer.Option("--phase", help="Only runs in this phase.")] = None,
+    all_namespaces: Annotated[bool, typer.Option("-A", "--all-namespaces", help="Every namespace.")] = False,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+    namespace: NamespaceOption = None,
+) -> None:
+    """List TrainingRuns."""
+    with _errors():
+        _check_phase(phase)
+        client = _client(ctx, kubeconfig, context, namespace)
+        runs = client.list(labels=selector, phase=phase, all_namespaces=all_namespaces)
+        _print_runs(runs, output)
+
+
+def _check_phase(phase: str | None) -> None:
+    from runyard.api import Phase
+
+    if phase is not None and phase not in {p.value for p in Phase}:
+        raise _fail(f"unknown phase {phase!r}; one of {', '.join(p.value for p in Phase)}")
+
+
+@app.command()
+def describe(
+    ctx: typer.Context,
+    name: NameArg,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+    namespace: NamespaceOption = None,
+) -> None:
+    """Status, conditions, failure, tracker link, GPU summary, artifacts and events of a TrainingRun."""
+    from rich.table import Table
+
+    with _errors():
+        client = _client(ctx, kubeconfig, context, namespace)
+        run = client.get(name)
+        events = client.events(name)
+    console = _console()
+    status = run.status
+    spec = run.spec
+    fields: list[tuple[str, str]] = [
+        ("Name", run.name),
+        ("Namespace", run.metadata.namespace or "-"),
+        ("Framework", spec.framework.value),
+        ("Image", spec.image),
+        ("Replicas", ", ".join(f"{role}={spec.replicas[role].replicas}" for role in spec.roles())),
+        ("Created", _created(run) or "-"),
+    ]
+    if status:
+        fields += [
+            ("Phase", status.phase.value if status.phase else "-"),
+            ("Message", status.message or "-"),
+            ("Ready", f"{status.ready_replicas or 0}/{status.total_replicas or 0}"),
+            ("Restarts", f"{status.restarts or 0} (backoff limit {spec.run_policy.backoff_limit})"),
+            ("Started", status.start_time or "-"),
+            ("Completed", status.completion_time or "-"),
+            ("Nodes", ", ".join(status.nodes or []) or "-"),
+            ("GPUs", str(status.gpus or 0)),
+        ]
+        if status.scheduling_message:
+            fields.append(("Scheduling", status.scheduling_message))
+    for key, value in fields:
+        console.print(f"[bold]{key + ':':<12}[/bold] {value}")
+    if status and status.failure:
+        f = status.failure
+        console.print("[bold]Failure:[/bold]")
+        failure_fields: list[tuple[str, str | None]] = [
+            ("Replica", f"{f.role}-{f.index}" if f.role is not None else None),
+            ("Pod", f.pod),
+            ("Container", f.container),
+            ("Exit code", None if f.exit_code is None else str(f.exit_code)),
+            ("Reason", f.reason),
+            ("Message", f.message),
+        ]
+        for key, detail in failure_fields:
+            if detail:
+                console.print(f"  {key + ':':<11} {detail}")
+    tracking = status.tracking if status else None
+    console.print("[bold]Tracking:[/bold]")
+    if tracking and (tracking.url or tracking.mlflow or tracking.ids):
+        if tracking.url:
+            console.print(f"  URL:        {tracking.url}")
+        if tracking.mlflow:
+            console.print(f"  MLflow:     experiment {tracking.mlflow.experiment_id}, run {tracking.mlflow.run_id}")
+        for key, value in (tracking.ids or {}).items():
+            console.print(f"  {key + ':':<11} {value}")
+    else:
+        console.print("  -")
+    gpu = status.gpu if status else None
+    console.print("[bold]GPU:[/bold]")
+    if gpu and gpu.samples:
+        console.print(
+            f"  {gpu.gpu_hours or 0:.2f} GPU-h, utilisation avg {_pct(gpu.avg_utilization)} peak "
+            f"{_pct(gpu.peak_utilization)}, peak memory {(gpu.peak_memory_bytes or 0) / 2**30:.1f} GiB, "
+            f"idle {gpu.idle_gpu_hours or 0:.2f} GPU-h, energy {gpu.energy_kwh or 0:.3f} kWh ({gpu.samples} samples)"
+        )
+    else:
+        console.print("  no GPU samples" if status and status.gpus else "  -")
+    artifacts = status.artifacts if status else None
+    if artifacts and artifacts.store_uri:
+        console.print("[bold]Artifacts:[/bold]")
+        console.print(f"  {artifacts.store_uri} ({artifacts.files or 0} files, {artifacts.total_bytes or 0} bytes)")
+        if artifacts.newest_checkpoint:
+            console.print(f"  newest checkpoint: {artifacts.newest_checkpoint}")
+    conditions = Table("TYPE", "STATUS", "REASON", "MESSAGE", "LAST TRANSITION", box=None, title_justify="left")
+    for cond in (status.conditions if status else None) or []:
+        conditions.add_row(
+            cond.type, cond.status.value, cond.reason or "", cond.message or "", cond.last_transition_time or ""
+        )
+    console.print("[bold]Conditions:[/bold]")
+    console.print(conditions if conditions.row_count else "  -")
+    console.print("[bold]Events:[/bold]")
+    table = Table("TYPE", "REASON", "OBJECT", "AGE", "MESSAGE", box=None)
+    for event in events:
+        age = _age(event.last_seen.isoformat()) if event.last_seen else "-"
+        count = f" (x{event.count})" if event.count > 1 else ""
+        table.add_row(event.type, event.reason, f"{event.kind}/{event.object_name}", age, event.message + count)
+    console.print(table if table.row_count else "  -")
+
+
+@app.command()
+def logs(
+    ctx: typer.Context,
+    name: NameArg,
+    follow: Annotated[bool, typer.Option("-f", "--follow", help="Stream until the run finishes.")] = False,
+    rank: Annotated[
+        int | None, typer.Option("--rank", help="Only this replica (ordinal over all roles; node index for pytorch).")
+    ] = None,
+    role: Annotated[str | None, typer.Option("--role", help="Only this role (with --rank: its index).")] = None,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+    namespace: NamespaceOption = None,
+) -> None:
+    """Print the logs of a run's replicas, each line prefixed with its replica (role-index)."""
+    with _errors():
+        client = _client(ctx, kubeconfig, context, namespace)
+        printed = False
+        try:
+            for line in client.logs(name, rank, role=role, follow=follow):
+                printed = True
+                typer.echo(f"runyard: {line}" if line.notice else str(line), err=line.notice)
+        except KeyboardInterrupt:
+            return
+        if not printed:
+            typer.echo(f"runyard: run {name} has no pods (yet)", err=True)
+
+
+def _wait(client: Client, name: str, for_: str, timeout: float | None) -> TrainingRun:
+    import time
+
+    started = time.monotonic()
+    last: list[str] = []
+
+    def describe_progress(run: TrainingRun) -> str:
+        s = run.status
+        phase = s.phase.value if s and s.phase else "Pending"
+        ready = f", {s.ready_replicas or 0}/{s.total_replicas} ready" if s and s.total_replicas else ""
+        restarts = f", {s.restarts} restarts" if s and s.restarts else ""
+        return f"{name}: {phase}{ready}{restarts}"
+
+    if sys.stdout.isatty():
+        console = _console()
+        with console.status(f"waiting for {name} to be {for_}") as spinner:
+
+            def on_change(run: TrainingRun) -> None:
+                elapsed = _duration(time.monotonic() - started)
+                spinner.update(f"{describe_progress(run)} (waiting for {for_}, {elapsed})")
+
+            run = client.wait(name, for_, timeout=timeout, callback=on_change)
+    else:
+
+        def on_change(run: TrainingRun) -> None:
+            text = describe_progress(run)
+            if not last or last[-1] != text:
+                last.append(text)
+                typer.echo(text, err=True)
+
+        run = client.wait(name, for_, timeout=timeout, callback=on_change)
+    phase = run.status.phase.value if run.status and run.status.phase else "?"
+    typer.echo(f"trainingrun.runyard.dev/{name} {phase} after {_duration(time.monotonic() - started)}")
+    return run
+
+
+@app.command()
+def wait(
+    ctx: typer.Context,
+    name: NameArg,
+    for_: Annotated[str, typer.Option("--for", help="Phase to wait for.")] = "Succeeded",
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds; 0 waits forever.")] = 600,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+    namespace: NamespaceOption = None,
+) -> None:
+    """Wait for a run to reach a phase. Exit 1 when it fails (with the failed replica and exit code), 4 on timeout."""
+    with _errors():
+        _check_phase(for_)
+        _wait(_client(ctx, kubeconfig, context, namespace), name, for_, timeout or None)
+
+
+@app.command()
+def delete(
+    ctx: typer.Context,
+    names: Annotated[list[str], typer.Argument(help="Runs to delete.", autocompletion=_complete_names)],
+    wait_: Annotated[bool, typer.Option("--wait", help="Return once the runs are gone.")] = False,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+    namespace: NamespaceOption = None,
+) -> None:
+    """Delete TrainingRuns (their Jobs and pods go with them)."""
+    with _errors():
+        client = _client(ctx, kubeconfig, context, namespace)
+        for name in names:
+            client.delete(name, wait=wait_)
+            typer.echo(f"trainingrun.runyard.dev/{name} deleted")
+
+
+def _top_table(runs: list[TrainingRun]) -> Table:
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold")
+    for header in ("NAME", "NAMESPACE", "FRAMEWORK", "PHASE", "READY", "GPUS", "UTIL AVG", "UTIL PEAK", "PEAK MEM"):
+        table.add_column(header)
+    for header in ("GPU-H", "IDLE GPU-H", "ENERGY", "AGE"):
+        table.add_column(header, justify="right")
+    colours = {"Running": "green", "Succeeded": "blue", "Failed": "red", "Restarting": "yellow"}
+    for run in runs:
+        s = run.status
+        gpu = s.gpu if s else None
+        phase = s.phase.value if s and s.phase else "-"
+        table.add_row(
+            run.metadata.name or "-",
+            run.metadata.namespace or "-",
+            run.spec.framework.value,
+            f"[{colours.get(phase, 'white')}]{phase}[/]",
+            f"{s.ready_replicas or 0}/{s.total_replicas}" if s and s.total_replicas else "-",
+            str(s.gpus or 0) if s else "0",
+            _pct(gpu.avg_utilization if gpu else None),
+            _pct(gpu.peak_utilization if gpu else None),
+            f"{gpu.peak_memory_bytes / 2**30:.1f}Gi" if gpu and gpu.peak_memory_bytes else "-",
+            f"{gpu.gpu_hours:.2f}" if gpu and gpu.gpu_hours is not None else "-",
+            f"{gpu.idle_gpu_hours:.2f}" if gpu and gpu.idle_gpu_hours is not None else "-",
+            f"{gpu.energy_kwh:.3f}kWh" if gpu and gpu.energy_kwh is not None else "-",
+            _age(_created(run)),
+        )
+    return table
+
+
+@app.command()
+def top(
+    ctx: typer.Context,
+    once: Annotated[bool, typer.Option("--once", help="Print one frame and exit.")] = False,
+    interval: Annotated[float, typer.Option("--interval", help="Seconds between refreshes.")] = 2.0,
+    all_namespaces: Annotated[bool, typer.Option("-A", "--all-namespaces", help="Every namespace.")] = False,
+    selector: Annotated[str | None, typer.Option("-l", "--selector", help="Label selector.")] = None,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+    namespace: NamespaceOption = None,
+) -> None:
+    """A live table of runs: phase, GPUs and utilisation (from status.gpu). Ctrl-C exits."""
+    import time
+
+    from rich.live import Live
+
+    with _errors():
+        client = _client(ctx, kubeconfig, context, namespace)
+
+        def frame() -> Table:
+            return _top_table(client.list(labels=selector, all_namespaces=all_namespaces))
+
+        console = _console()
+        if once:
+            console.print(frame())
+            return
+        try:
+            with Live(frame(), console=console, auto_refresh=False) as live:
+                while True:
+                    time.sleep(interval)
+                    live.update(frame(), refresh=True)
+        except KeyboardInterrupt:
+            return
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="TrainingRun YAML file (one document).")],
+    local: Annotated[
+        bool, typer.Option("--local", help="Run the replicas as local processes instead of on the cluster.")
+    ] = False,
+    state_dir: Annotated[Path, typer.Option("--state-dir", help="Local runs' state and MLflow store.")] = Path(
+        ".runyard"
+    ),
+    tracking_uri: Annotated[
+        str | None, typer.Option("--tracking-uri", help="MLflow URI (default $MLFLOW_TRACKING_URI, else embedded).")
+    ] = None,
+    tracking: Annotated[
+        bool | None, typer.Option("--tracking/--no-tracking", help="Force tracking on or off (default: spec).")
+    ] = None,
+    plot: Annotated[bool, typer.Option("--plot", help="Write metrics.png (loss, accuracy per step).")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="Fail after this many seconds; 0: no limit.")] = 0,
+    base_port: Annotated[int | None, typer.Option("--base-port", help="First port of the local replicas.")] = None,
+    resume_from: Annotated[
+        Path | None, typer.Option("--resume-from", help="Checkpoint or run dir, as RUNYARD_RESUME_FROM (local).")
+    ] = None,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+    namespace: NamespaceOption = None,
+) -> None:
+    """Run a TrainingRun and exit with its outcome: locally (--local) or on the cluster (submit, follow logs, wait)."""
+    if not local:
+        with _errors():
+            client = _client(ctx, kubeconfig, context, namespace)
+            created = client.submit(file)
+            typer.echo(f"trainingrun.runyard.dev/{created.name} created")
+            for line in client.logs(created.name, follow=True):
+                typer.echo(f"runyard: {line}" if line.notice else str(line), err=line.notice)
+            _wait(client, created.name, "Succeeded", timeout or None)
+        return
+    from runyard.local import format_summary, run_local
+
+    with _errors():
+        result = run_local(
+            file,
+            state_dir=state_dir,
+            tracking_uri=tracking_uri,
+            tracking=tracking,
+            base_port=base_port,
+            timeout=timeout or None,
+            resume_from=resume_from,
+        )
+    typer.echo("")
+    typer.echo(format_summary(result))
+    if plot:
+        if result.run_id:
+            from runyard.plot import plot_run_dir
+
+            try:
+                typer.echo(f"  plot:      {plot_run_dir(result.run_dir)}")
+            except ValueError as exc:
+                typer.echo(f"runyard: no plot: {exc}", err=True)
+        else:
+            typer.echo("runyard: no plot: the run was not tracked", err=True)
+    raise typer.Exit(code=result.exit_code)
+
+
+@app.command("plot")
+def plot_(
+    run_dir: Annotated[
+        Path | None, typer.Argument(help="A local run's directory (default: the latest under --state-dir).")
+    ] = None,
+    run_id: Annotated[str | None, typer.Option("--run-id", help="An MLflow run id instead of a local run.")] = None,
+    tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="MLflow URI for --run-id.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="PNG path (default <run dir>/metrics.png).")
+    ] = None,
+    metrics: Annotated[list[str] | None, typer.Option("-m", "--metric", help="Metric to plot (repeatable).")] = None,
+    state_dir: Annotated[Path, typer.Option("--state-dir", help="Local runs' state directory.")] = Path(".runyard"),
+) -> None:
+    """Plot metrics per step (default loss and accuracy) of a tracked run to a PNG."""
+    from runyard.plot import DEFAULT_METRICS, plot_metrics, plot_run_dir
+
+    keys = tuple(metrics or DEFAULT_METRICS)
+    try:
+        if run_id:
+            import os
+
+            uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+            if not uri:
+                raise _fail("--run-id needs --tracking-uri (or MLFLOW_TRACKING_URI)")
+            path = plot_metrics(uri, run_id, output or Path(f"{run_id}.png"), metrics=keys)
+        else:
+            from runyard.local import latest_run_dir
+
+            path = plot_run_dir(run_dir or latest_run_dir(state_dir), output, metrics=keys)
+    except (ValueError, FileNotFoundError) as exc:
+        raise _fail(f"error: {exc}", EXIT_NOT_FOUND if isinstance(exc, FileNotFoundError) else EXIT_USAGE) from exc
+    typer.echo(str(path))
 
 
 def main() -> None:

@@ -68,6 +68,26 @@ class RunContext:
     def in_runyard(self) -> bool:
         return self.run_name is not None
 
+    def resume_from_path(self, dest_dir: Path | None = None) -> Path | None:
+        """The newest complete checkpoint to resume from, downloaded first when it lives in an object store.
+
+        Returns None when the run starts fresh. Downloads happen once per process (the result is cached).
+        """
+        if not self.resume_from:
+            return None
+        key = (self.resume_from, str(dest_dir))
+        if key not in _RESUME_CACHE:
+            import tempfile
+
+            from runyard.artifacts import resolve_resume
+
+            target = dest_dir or Path(tempfile.mkdtemp(prefix="runyard-resume-"))
+            _RESUME_CACHE[key] = resolve_resume(self.resume_from, target)
+        return _RESUME_CACHE[key]
+
+
+_RESUME_CACHE: dict[tuple[str, str], Path | None] = {}
+
 
 def read_context(env: Mapping[str, str]) -> RunContext:
     """The context described by `env` (pure; `context()` reads os.environ)."""

@@ -20,7 +20,7 @@ def test_validate_ok_and_problems() -> None:
     assert ok.exit_code == 0 and ok.output.strip().endswith("ok (TrainingRun pytorch-ddp)")
     bad_file = EXAMPLES / "invalid" / "reserved-env.yaml"
     bad = runner.invoke(app, ["validate", "-f", str(EXAMPLES / "generic.yaml"), "-f", str(bad_file)])
-    assert bad.exit_code == 1
+    assert bad.exit_code == 2  # usage/validation error
     assert f"{bad_file}: spec.env[1].name: WORLD_SIZE is reserved" in bad.output
     assert "generic.yaml: ok" in bad.output
 
@@ -45,7 +45,7 @@ def test_render_is_deterministic_multi_doc_yaml() -> None:
 
 def test_render_refuses_invalid_manifest() -> None:
     result = runner.invoke(app, ["render", "-f", str(EXAMPLES / "invalid" / "zero-replicas.yaml")])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
 
 
 def test_help_imports_no_heavy_modules() -> None:

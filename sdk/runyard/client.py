@@ -1,0 +1,880 @@
+"""`runyard.Client`: submit, inspect, watch, wait for, stream logs of and delete TrainingRuns on a cluster.
+
+The Kubernetes client is imported when a `Client` is created, never at `import runyard` time. Every method
+returns the same pydantic models the CRD is generated from, and raises the typed errors of `runyard.exceptions`.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import json
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from runyard import constants as c
+from runyard.api import ROLE_ORDER, Phase, TrainingRun
+from runyard.exceptions import (
+    AlreadyExistsError,
+    ApiError,
+    ClientError,
+    NotFoundError,
+    RunFailedError,
+    ValidationFailedError,
+    WaitTimeoutError,
+)
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+__all__ = ["Client", "LogLine", "RunEvent", "WatchEvent"]
+
+T = TypeVar("T")
+TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED})
+IN_CLUSTER_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+# Bounds every non-streaming API call, so a dead API server surfaces as ApiError instead of a hang.
+REQUEST_TIMEOUT = 30.0
+# pods/log is proxied through the kubelet; nodes without one (kwok) make the API server wait for a dial timeout.
+LOG_REQUEST_TIMEOUT = 15.0
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """One change seen by `Client.watch`: `ADDED`, `MODIFIED` or `DELETED`, and the run after it."""
+
+    type: Literal["ADDED", "MODIFIED", "DELETED"]
+    run: TrainingRun
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One line of a replica's log. `notice` lines come from Runyard (no logs yet, gang restart...), not the pod."""
+
+    role: str
+    index: int
+    pod: str
+    text: str
+    restart_attempt: int = 0
+    notice: bool = False
+
+    @property
+    def prefix(self) -> str:
+        """`[role-index]`, the prefix every line is printed with."""
+        return f"[{self.role}-{self.index}]"
+
+    def __str__(self) -> str:
+        return f"{self.prefix} {self.text}"
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    """A Kubernetes Event about the run or one of its Jobs and pods."""
+
+    type: str
+    reason: str
+    message: str
+    kind: str
+    object_name: str
+    count: int
+    last_seen: datetime | None
+
+
+@dataclass(frozen=True)
+class _Pod:
+    name: str
+    uid: str
+    role: str
+    index: int
+    attempt: int
+    phase: str
+    created: datetime | None
+
+
+def _phase(run: TrainingRun) -> Phase | None:
+    return run.status.phase if run.status else None
+
+
+def _status_is_current(run: TrainingRun) -> bool:
+    # A status computed for an older generation (e.g. right after a resume) must not end a wait early
+    # (the Kubeflow SDK's kubeflow/sdk#803 class of bug): trust it only once the operator has seen this spec.
+    status, generation = run.status, run.metadata.generation
+    if status is None or status.observed_generation is None or generation is None:
+        return True
+    return status.observed_generation >= generation
+
+
+def _label_selector(labels: Mapping[str, str] | str | None) -> str | None:
+    if labels is None or isinstance(labels, str):
+        return labels or None
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or None
+
+
+def _api_message(exc: Any) -> tuple[str, dict[str, Any]]:
+    body: dict[str, Any] = {}
+    with contextlib.suppress(TypeError, ValueError):
+        body = json.loads(exc.body) if exc.body else {}
+    message = body.get("message") or exc.reason or str(exc)
+    return str(message), body
+
+
+class Client:
+    """Talks to the TrainingRun API of one cluster and namespace.
+
+    Args:
+        kubeconfig: kubeconfig file; default `$KUBECONFIG` or `~/.kube/config`, else the in-cluster service account.
+        context: kubeconfig context; default the current context.
+        namespace: namespace of the runs; default the context's namespace, the pod's namespace in-cluster,
+            else `default`.
+        api_client: a ready `kubernetes.client.ApiClient` (tests, custom auth); skips the loading above.
+
+    Raises:
+        ApiError: no usable configuration was found.
+
+    Example:
+        >>> from runyard import Client
+        >>> client = Client(namespace="ml")                                  # doctest: +SKIP
+        >>> run = client.submit("examples/pytorch-ddp.yaml")                 # doctest: +SKIP
+        >>> client.wait(run.name, timeout=600).status.phase                  # doctest: +SKIP
+        <Phase.SUCCEEDED: 'Succeeded'>
+    """
+
+    def __init__(
+        self,
+        kubeconfig: str | Path | None = None,
+        context: str | None = None,
+        namespace: str | None = None,
+        *,
+        api_client: ApiClient | None = None,
+    ) -> None:
+        from kubernetes import client as k8s
+
+        self._k8s = k8s
+        config_namespace: str | None = None
+        if api_client is None:
+            api_client, config_namespace = self._load(kubeconfig, context)
+        self.api_client = api_client
+        self.namespace = namespace or config_namespace or "default"
+        self._custom = k8s.CustomObjectsApi(api_client)
+        self._core = k8s.CoreV1Api(api_client)
+        self._batch = k8s.BatchV1Api(api_client)
+
+    # --- configuration -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _load(kubeconfig: str | Path | None, context: str | None) -> tuple[ApiClient, str | None]:
+        from kubernetes import client as k8s
+        from kubernetes import config as k8s_config
+        from kubernetes.config.config_exception import ConfigException
+
+        env_files = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+        default_file = Path.home() / ".kube" / "config"
+        has_file = kubeconfig is not None or any(Path(p).exists() for p in env_files) or default_file.exists()
+        in_cluster = "KUBERNETES_SERVICE_HOST" in os.environ
+        try:
+            if has_file or context or not in_cluster:
+                config_file = str(kubeconfig) if kubeconfig else None
+                api = k8s_config.new_client_from_config(config_file=config_file, context=context)
+                namespace = None
+                contexts, active = k8s_config.list_kube_config_contexts(config_file=config_file)
+                chosen = next((ctx for ctx in contexts if ctx["name"] == context), active) if context else active
+                if chosen:
+                    namespace = (chosen.get("context") or {}).get("namespace")
+                return api, namespace
+            configuration = k8s.Configuration()
+            k8s_config.load_incluster_config(client_configuration=configuration)
+            namespace = IN_CLUSTER_NAMESPACE_FILE.read_text().strip() if IN_CLUSTER_NAMESPACE_FILE.exists() else None
+            return k8s.ApiClient(configuration), namespace
+        except (ConfigException, OSError) as exc:
+            raise ApiError(f"no usable Kubernetes configuration: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self.api_client.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- error translation -------------------------------------------------------------------------
+
+    def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        kwargs.setdefault("_request_timeout", REQUEST_TIMEOUT)
+        try:
+            return fn(*args, **kwargs)
+        except ApiException as exc:
+            raise self._translate(what, exc) from exc
+        except (HTTPError, OSError) as exc:
+            raise ApiError(f"{what}: cannot reach the API server: {exc}") from exc
+
+    @staticmethod
+    def _translate(what: str, exc: Any) -> ClientError | ValidationFailedError:
+        message, body = _api_message(exc)
+        status = exc.status
+        if status == 404:
+            if "the server could not find the requested resource" in message:
+                message = "the TrainingRun CRD is not installed in this cluster (kubectl apply -f crds/)"
+            return NotFoundError(f"{what}: {message}", status=status, reason=exc.reason)
+        if status == 409 and body.get("reason") == "AlreadyExists":
+            return AlreadyExistsError(f"{what}: {message}", status=status, reason=exc.reason)
+        if status in (400, 422):
+            causes = (body.get("details") or {}).get("causes") or []
+            problems = [f"{cause.get('field', '')}: {cause.get('message', '')}".strip(": ") for cause in causes]
+            return ValidationFailedError(f"{what}: {message}", problems or [message])
+        return ApiError(f"{what}: {message}", status=status, reason=exc.reason)
+
+    # --- CRUD ----------------------------------------------------------------------------------------
+
+    def _parse(self, obj: Mapping[str, Any]) -> TrainingRun:
+        return TrainingRun.model_validate(dict(obj))
+
+    def _ns(self, namespace: str | None) -> str:
+        return namespace or self.namespace
+
+    def submit(
+        self,
+        run: TrainingRun | Mapping[str, Any] | str | Path,
+        *,
+        namespace: str | None = None,
+        name: str | None = None,
+        dry_run: bool = False,
+    ) -> TrainingRun:
+        """Validate a run client-side and create it.
+
+        Args:
+            run: a `TrainingRun`, a manifest dict, or a path to (or text of) a one-document YAML manifest.
+            namespace: namespace to create it in; default the manifest's, then the client's.
+            name: overrides `metadata.name` (submit one manifest several times).
+            dry_run: ask the API server to validate (CRD schema and CEL rules) without creating anything.
+
+        Returns:
+            The created run as the API server returned it (uid, generation, defaults filled in).
+
+        Raises:
+            ValidationFailedError: the manifest is invalid (client-side checks or the API server's).
+            AlreadyExistsError: a run with this name exists.
+            ApiError: any other API failure.
+
+        Example:
+            >>> client.submit("examples/pytorch-ddp.yaml", name="ddp-1")  # doctest: +SKIP
+        """
+        from runyard.validation import load_manifests, validate_manifest
+
+        if isinstance(run, TrainingRun):
+            manifest = run.to_manifest()
+        elif isinstance(run, Mapping):
+            manifest = dict(run)
+        else:
+            try:
+                docs = load_manifests(run)
+            except (ValueError, OSError) as exc:
+                raise ValidationFailedError(f"{run}: {exc}", [str(exc)]) from exc
+            if len(docs) != 1:
+                raise ValidationFailedError(f"{run}: expected one TrainingRun document, found {len(docs)}")
+            manifest = docs[0]
+        manifest = json.loads(json.dumps(manifest, default=str))  # a private copy we may change
+        manifest.pop("status", None)
+        metadata = manifest.setdefault("metadata", {})
+        if name:
+            metadata["name"] = name
+        for key in ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields"):
+            metadata.pop(key, None)
+        problems = validate_manifest(manifest)
+        if problems:
+            raise ValidationFailedError(
+                f"invalid TrainingRun {metadata.get('name', '<unnamed>')}: " + "; ".join(map(str, problems)),
+                [str(p) for p in problems],
+            )
+        ns = namespace or metadata.get("namespace") or self.namespace
+        metadata["namespace"] = ns
+        created = self._call(
+            f"create trainingrun {metadata['name']}",
+            self._custom.create_namespaced_custom_object,
+            c.GROUP,
+            c.VERSION,
+            ns,
+            c.PLURAL,
+            manifest,
+            **({"dry_run": "All"} if dry_run else {}),
+        )
+        return self._parse(created)
+
+    def get(self, name: str, *, namespace: str | None = None) -> TrainingRun:
+        """The run called `name`, with its current status.
+
+        Args:
+            name: the run's name.
+            namespace: default the client's.
+
+        Returns:
+            The run.
+
+        Raises:
+            NotFoundError: no such run.
+            ApiError: any other API failure.
+
+        Example:
+            >>> client.get("pytorch-ddp").status.phase  # doctest: +SKIP
+        """
+        obj = self._call(
+            f"get trainingrun {name}",
+            self._custom.get_namespaced_custom_object,
+            c.GROUP,
+            c.VERSION,
+            self._ns(namespace),
+            c.PLURAL,
+            name,
+        )
+        return self._parse(obj)
+
+    def list(
+        self,
+        *,
+        labels: Mapping[str, str] | str | None = None,
+        phase: str | Phase | Sequence[str | Phase] | None = None,
+        namespace: str | None = None,
+        all_namespaces: bool = False,
+    ) -> builtins.list[TrainingRun]:
+        """Runs of the namespace (or of all namespaces), sorted by namespace and name.
+
+        Args:
+            labels: a label selector, as a dict (all must match) or selector text (`team=ml,tier!=dev`).
+            phase: keep only runs in this phase (or any of these phases).
+            namespace: default the client's.
+            all_namespaces: list every namespace the credentials can read.
+
+        Returns:
+            The matching runs.
+
+        Raises:
+            ApiError: the API call failed.
+
+        Example:
+            >>> [r.name for r in client.list(phase="Running")]  # doctest: +SKIP
+        """
+        selector = _label_selector(labels)
+        kwargs: dict[str, Any] = {"label_selector": selector} if selector else {}
+        if all_namespaces:
+            result = self._call(
+                "list trainingruns",
+                self._custom.list_cluster_custom_object,
+                c.GROUP,
+                c.VERSION,
+                c.PLURAL,
+                **kwargs,
+            )
+        else:
+            result = self._call(
+                "list trainingruns",
+                self._custom.list_namespaced_custom_object,
+                c.GROUP,
+                c.VERSION,
+                self._ns(namespace),
+                c.PLURAL,
+                **kwargs,
+            )
+        runs = [self._parse(item) for item in result.get("items", [])]
+        if phase is not None:
+            wanted = {Phase(phase)} if isinstance(phase, str) else {Phase(p) for p in phase}
+            runs = [r for r in runs if _phase(r) in wanted]
+        return sorted(runs, key=lambda r: (r.metadata.namespace or "", r.metadata.name or ""))
+
+    def delete(self, name: str, *, namespace: str | None = None, wait: bool = False, timeout: float = 60) -> None:
+        """Delete a run; its Jobs, pods and Services go with it (owner references).
+
+        Args:
+            name: the run's name.
+            namespace: default the client's.
+            wait: return only once the run is gone (the operator's finalizer has run).
+            timeout: how long `wait` waits.
+
+        Raises:
+            NotFoundError: no such run.
+            WaitTimeoutError: `wait` and the run still exists after `timeout` seconds.
+            ApiError: any other API failure.
+
+        Example:
+            >>> client.delete("pytorch-ddp", wait=True)  # doctest: +SKIP
+        """
+        self._call(
+            f"delete trainingrun {name}",
+            self._custom.delete_namespaced_custom_object,
+            c.GROUP,
+            c.VERSION,
+            self._ns(namespace),
+            c.PLURAL,
+            name,
+            propagation_policy="Background",
+        )
+        if not wait:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                self.get(name, namespace=namespace)
+            except NotFoundError:
+                return
+            time.sleep(0.5)
+        raise WaitTimeoutError(f"run {name} still exists {timeout:g}s after it was deleted")
+
+    # --- watching and waiting ------------------------------------------------------------------------
+
+    def watch(
+        self,
+        name: str | None = None,
+        *,
+        namespace: str | None = None,
+        labels: Mapping[str, str] | str | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[WatchEvent]:
+        """Status changes of one run (or of every run of the namespace), from the watch API.
+
+        The current state comes first (one `ADDED` event per existing run); after that an event is yielded only
+        when a run's status changes or it is deleted. Expired watches (HTTP 410) are resumed from a fresh list.
+
+        Args:
+            name: one run, or None for every run of the namespace.
+            namespace: default the client's.
+            labels: label selector (dict or text), as for `list`.
+            timeout: stop after this many seconds; None watches until the caller stops iterating.
+
+        Yields:
+            WatchEvent(type, run) per change.
+
+        Raises:
+            ApiError: the API calls failed.
+
+        Example:
+            >>> for event in client.watch("pytorch-ddp", timeout=60):  # doctest: +SKIP
+            ...     print(event.type, event.run.status.phase)
+        """
+        from kubernetes import watch as k8s_watch
+        from kubernetes.client.exceptions import ApiException
+
+        ns = self._ns(namespace)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        kwargs: dict[str, Any] = {}
+        if name:
+            kwargs["field_selector"] = f"metadata.name={name}"
+        selector = _label_selector(labels)
+        if selector:
+            kwargs["label_selector"] = selector
+        seen: dict[str, Any] = {}
+
+        def relist() -> tuple[str, builtins.list[WatchEvent]]:
+            listing = self._call(
+                "list trainingruns",
+                self._custom.list_namespaced_custom_object,
+                c.GROUP,
+                c.VERSION,
+                ns,
+                c.PLURAL,
+                **kwargs,
+            )
+            events: builtins.list[WatchEvent] = []
+            current = set()
+            for item in listing.get("items", []):
+                key = item["metadata"]["name"]
+                current.add(key)
+                if seen.get(key, object()) != item.get("status"):
+                    seen[key] = item.get("status")
+                    events.append(WatchEvent("ADDED", self._parse(item)))
+            for key in set(seen) - current:
+                del seen[key]
+            return str(listing["metadata"].get("resourceVersion", "")), events
+
+        resource_version, initial = relist()
+        yield from initial
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return
+            # Server-side timeouts end each watch request cleanly; the loop reconnects until our own deadline.
+            server_timeout = 60 if remaining is None else max(1, min(60, int(remaining + 0.999)))
+            watcher = k8s_watch.Watch()
+            expired = False
+            try:
+                stream = watcher.stream(
+                    self._custom.list_namespaced_custom_object,
+                    c.GROUP,
+                    c.VERSION,
+                    ns,
+                    c.PLURAL,
+                    resource_version=resource_version,
+                    timeout_seconds=server_timeout,
+                    allow_watch_bookmarks=True,
+                    _request_timeout=server_timeout + 10,
+                    **kwargs,
+                )
+                for raw in stream:
+                    kind, obj = raw["type"], raw["raw_object"]
+                    if kind == "ERROR":
+                        expired = obj.get("code") == 410
+                        if not expired:
+                            raise ApiError(f"watch trainingruns: {obj.get('message', obj)}", status=obj.get("code"))
+                        break
+                    resource_version = obj["metadata"].get("resourceVersion", resource_version)
+                    if kind == "BOOKMARK":
+                        continue
+                    key = obj["metadata"]["name"]
+                    if kind == "DELETED":
+                        seen.pop(key, None)
+                        yield WatchEvent("DELETED", self._parse(obj))
+                    elif seen.get(key, object()) != obj.get("status"):
+                        seen[key] = obj.get("status")
+                        yield WatchEvent(kind, self._parse(obj))
+                    if deadline is not None and time.monotonic() >= deadline:
+                        return
+            except ApiException as exc:
+                if exc.status != 410:
+                    raise self._translate("watch trainingruns", exc) from exc
+                expired = True
+            except (OSError, ValueError) as exc:
+                # A dropped connection (or urllib3's read timeout) ends this request only: reconnect below.
+                if deadline is not None and time.monotonic() >= deadline:
+                    return
+                del exc
+            finally:
+                watcher.stop()
+            if expired:
+                resource_version, events = relist()
+                yield from events
+
+    def wait(
+        self,
+        name: str,
+        for_: str | Phase = Phase.SUCCEEDED,
+        *,
+        timeout: float | None = 600,
+        namespace: str | None = None,
+        callback: Callable[[TrainingRun], None] | None = None,
+    ) -> TrainingRun:
+        """Block until the run reaches a phase.
+
+        Waiting for a non-terminal phase (`Running`) also returns when the run already Succeeded. Statuses that
+        predate the run's current spec generation are ignored, so a resumed run is not reported finished early.
+
+        Args:
+            name: the run's name.
+            for_: the phase to wait for (`Succeeded`, `Running`, `Failed`...).
+            timeout: seconds; None waits forever.
+            namespace: default the client's.
+            callback: called with the run on every status change (progress displays).
+
+        Returns:
+            The run in the wanted phase.
+
+        Raises:
+            RunFailedError: the run Failed (and `for_` is not Failed); `.failure` has role, pod, exit code, reason.
+            WaitTimeoutError: the phase was not reached in time.
+            NotFoundError: the run does not exist or was deleted while waiting.
+            ApiError: any other API failure.
+
+        Example:
+            >>> try:                                                     # doctest: +SKIP
+            ...     client.wait("pytorch-ddp", timeout=600)
+            ... except RunFailedError as err:
+            ...     print(err.failure.pod, err.exit_code)
+        """
+        target = Phase(for_)
+        last = self.get(name, namespace=namespace)
+        if (done := self._wait_check(WatchEvent("ADDED", last), target, callback)) is not None:
+            return done
+        for event in self.watch(name, namespace=namespace, timeout=timeout):
+            last = event.run
+            if (done := self._wait_check(event, target, callback)) is not None:
+                return done
+        phase = _phase(last)
+        raise WaitTimeoutError(
+            f"run {name} did not reach {target.value} within {timeout:g}s (phase {phase.value if phase else 'unknown'})",
+            last,
+        )
+
+    @staticmethod
+    def _wait_check(
+        event: WatchEvent, target: Phase, callback: Callable[[TrainingRun], None] | None
+    ) -> TrainingRun | None:
+        run = event.run
+        if event.type == "DELETED":
+            raise NotFoundError(f"run {run.metadata.name} was deleted while waiting for {target.value}", status=404)
+        if callback is not None:
+            callback(run)
+        phase = _phase(run)
+        if phase is None or not _status_is_current(run):
+            return None
+        if phase == target:
+            return run
+        if phase == Phase.FAILED:
+            raise RunFailedError(run)
+        if phase == Phase.SUCCEEDED and target not in TERMINAL_PHASES:
+            return run
+        if phase == Phase.SUCCEEDED:
+            raise WaitTimeoutError(f"run {run.metadata.name} Succeeded; it will never be {target.value}", run)
+        return None
+
+    # --- pods, logs and events -----------------------------------------------------------------------
+
+    def _pods(self, name: str, namespace: str | None) -> builtins.list[_Pod]:
+        result = self._call(
+            f"list pods of {name}",
+            self._core.list_namespaced_pod,
+            self._ns(namespace),
+            label_selector=f"{c.LABEL_RUN_NAME}={name}",
+        )
+        pods = []
+        for pod in result.items:
+            meta = pod.metadata
+            labels, annotations = meta.labels or {}, meta.annotations or {}
+            index_text = (
+                annotations.get(c.ANNOTATION_JOB_COMPLETION_INDEX)
+                or labels.get(c.ANNOTATION_JOB_COMPLETION_INDEX)
+                or labels.get(c.LABEL_REPLICA_INDEX)
+                or "0"
+            )
+            pods.append(
+                _Pod(
+                    name=meta.name,
+                    uid=meta.uid,
+                    role=labels.get(c.LABEL_ROLE, "?"),
+                    index=int(index_text) if index_text.isdigit() else 0,
+                    attempt=int(labels.get(c.LABEL_RESTART_ATTEMPT, "0") or 0),
+                    phase=(pod.status.phase if pod.status else None) or "Unknown",
+                    created=meta.creation_timestamp,
+                )
+            )
+        return pods
+
+    @staticmethod
+    def _ranks(run: TrainingRun) -> builtins.list[tuple[str, int]]:
+        """(role, index) of every replica in canonical order; `--rank N` is the N-th of them."""
+        return [(role, i) for role in run.spec.roles() for i in range(run.spec.replicas[role].replicas)]
+
+    @staticmethod
+    def _select(pods: builtins.list[_Pod], wanted: set[tuple[str, int]] | None) -> builtins.list[_Pod]:
+        if not pods:
+            return []
+        latest = max(p.attempt for p in pods)
+        chosen = [p for p in pods if p.attempt == latest and (wanted is None or (p.role, p.index) in wanted)]
+        order = {role: i for i, role in enumerate(ROLE_ORDER)}
+        # A replaced pod (same index, same attempt) sorts after the one it replaced.
+        return sorted(chosen, key=lambda p: (order.get(p.role, 99), p.index, p.created or datetime.min))
+
+    def _wanted(self, run: TrainingRun, rank: int | None, role: str | None) -> set[tuple[str, int]] | None:
+        if rank is None and role is None:
+            return None
+        ranks = self._ranks(run)
+        if role is not None:
+            if role not in run.spec.replicas:
+                raise ValidationFailedError(
+                    f"run {run.name} has no role {role!r}; roles: {', '.join(run.spec.roles())}"
+                )
+            ranks = [r for r in ranks if r[0] == role]
+            if rank is not None:
+                ranks = [r for r in ranks if r[1] == rank]
+        elif rank is not None:
+            if not 0 <= rank < len(ranks):
+                raise ValidationFailedError(f"run {run.name} has ranks 0..{len(ranks) - 1}, not {rank}")
+            ranks = [ranks[rank]]
+        return set(ranks)
+
+    def logs(
+        self,
+        name: str,
+        rank: int | None = None,
+        *,
+        role: str | None = None,
+        follow: bool = False,
+        namespace: str | None = None,
+        poll_interval: float = 1.0,
+    ) -> Iterator[LogLine]:
+        """Log lines of the run's replicas (those of the newest gang-restart attempt), each with its `[role-index]`.
+
+        Without `follow`, each replica's log is returned whole, one replica after another. With `follow`, lines of
+        all replicas are interleaved as they arrive; replicas still Pending are picked up when they start, a gang
+        restart switches to the new attempt's pods, and the iterator ends once the run finished and every stream
+        ended. Replicas whose logs cannot be read (not started, or a node without a kubelet such as kwok's fake
+        nodes, where the API server answers pods/log with an error) give one `notice` line instead of failing.
+
+        Args:
+            name: the run's name.
+            rank: replica ordinal over all roles in canonical order (pytorch/jax/generic: the node index);
+                with `role`, the index within that role.
+            role: only this role's replicas.
+            follow: stream until the run ends.
+            namespace: default the client's.
+            poll_interval: how often (seconds) `follow` looks for new pods.
+
+        Yields:
+            LogLine per line; `str(line)` is `[role-index] text`.
+
+        Raises:
+            NotFoundError: no such run.
+            ValidationFailedError: `rank` or `role` does not exist in the run.
+            ApiError: listing pods failed.
+
+        Example:
+            >>> for line in client.logs("pytorch-ddp", follow=True):  # doctest: +SKIP
+            ...     print(line)
+        """
+        run = self.get(name, namespace=namespace)
+        wanted = self._wanted(run, rank, role)
+        if follow:
+            yield from self._follow(name, namespace, wanted, poll_interval)
+            return
+        for pod in self._select(self._pods(name, namespace), wanted):
+            yield from self._read_log(pod, namespace)
+
+    def _read_log(self, pod: _Pod, namespace: str | None) -> Iterator[LogLine]:
+        try:
+            text = self._call(
+                f"logs of {pod.name}",
+                self._core.read_namespaced_pod_log,
+                pod.name,
+                self._ns(namespace),
+                container=c.CONTAINER_NAME,
+                _request_timeout=LOG_REQUEST_TIMEOUT,
+            )
+        except (ClientError, ValidationFailedError) as exc:
+            yield self._notice(pod, f"no logs ({pod.phase}): {exc}")
+            return
+        for line in str(text).splitlines():
+            yield LogLine(pod.role, pod.index, pod.name, line, pod.attempt)
+
+    @staticmethod
+    def _notice(pod: _Pod, text: str) -> LogLine:
+        return LogLine(pod.role, pod.index, pod.name, text, pod.attempt, notice=True)
+
+    def _stream_pod(self, pod: _Pod, namespace: str | None, out: queue.Queue[Any], streams: builtins.list[Any]) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            response = self._core.read_namespaced_pod_log(
+                pod.name,
+                self._ns(namespace),
+                container=c.CONTAINER_NAME,
+                follow=True,
+                _preload_content=False,
+                _request_timeout=(LOG_REQUEST_TIMEOUT, None),
+            )
+        except ApiException as exc:
+            message, _ = _api_message(exc)
+            out.put(self._notice(pod, f"no logs ({pod.phase}): {message}"))
+            out.put(("done", pod.uid))
+            return
+        except Exception as exc:  # connection errors of any kind: one notice, never a crash
+            out.put(self._notice(pod, f"no logs ({pod.phase}): {exc}"))
+            out.put(("done", pod.uid))
+            return
+        streams.append(response)
+        try:
+            pending = b""
+            for chunk in response.stream(4096, decode_content=True):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    out.put(LogLine(pod.role, pod.index, pod.name, line.decode(errors="replace"), pod.attempt))
+            if pending:
+                out.put(LogLine(pod.role, pod.index, pod.name, pending.decode(errors="replace"), pod.attempt))
+        except Exception as exc:  # the pod was deleted (gang restart) or the connection dropped
+            out.put(self._notice(pod, f"log stream ended: {exc.__class__.__name__}"))
+        finally:
+            response.release_conn()
+            out.put(("done", pod.uid))
+
+    def _follow(
+        self, name: str, namespace: str | None, wanted: set[tuple[str, int]] | None, poll_interval: float
+    ) -> Iterator[LogLine]:
+        out: queue.Queue[Any] = queue.Queue()
+        streams: builtins.list[Any] = []
+        started: set[str] = set()
+        running: set[str] = set()
+        attempt: int | None = None
+        try:
+            while True:
+                try:
+                    run = self.get(name, namespace=namespace)
+                except NotFoundError:
+                    return
+                finished = _phase(run) in TERMINAL_PHASES and _status_is_current(run)
+                pods = self._select(self._pods(name, namespace), wanted)
+                if pods and attempt is not None and pods[0].attempt != attempt:
+                    first = pods[0]
+                    yield self._notice(first, f"gang restart: following restart attempt {first.attempt}")
+                for pod in pods:
+                    attempt = pod.attempt
+                    if pod.uid in started or pod.phase == "Pending":
+                        continue
+                    started.add(pod.uid)
+                    running.add(pod.uid)
+                    threading.Thread(target=self._stream_pod, args=(pod, namespace, out, streams), daemon=True).start()
+                deadline = time.monotonic() + poll_interval
+                while (remaining := deadline - time.monotonic()) > 0 or (finished and running):
+                    try:
+                        item = out.get(timeout=max(remaining, 0.05))
+                    except queue.Empty:
+                        continue
+                    if isinstance(item, tuple):
+                        running.discard(item[1])
+                    else:
+                        yield item
+                if finished and not running:
+                    return
+        finally:
+            for response in list(streams):
+                response.close()
+
+    def events(self, name: str, *, namespace: str | None = None) -> builtins.list[RunEvent]:
+        """Kubernetes Events of the run, its Jobs and its pods, oldest first.
+
+        Args:
+            name: the run's name.
+            namespace: default the client's.
+
+        Returns:
+            The events (Events expire after an hour by default).
+
+        Raises:
+            ApiError: the API calls failed.
+
+        Example:
+            >>> [e.reason for e in client.events("pytorch-ddp")]  # doctest: +SKIP
+        """
+        ns = self._ns(namespace)
+        objects = {("TrainingRun", name)}
+        jobs = self._call(
+            f"list jobs of {name}", self._batch.list_namespaced_job, ns, label_selector=f"{c.LABEL_RUN_NAME}={name}"
+        )
+        objects |= {("Job", j.metadata.name) for j in jobs.items}
+        objects |= {("Pod", p.name) for p in self._pods(name, namespace)}
+        result = self._call(f"list events of {name}", self._core.list_namespaced_event, ns)
+        events = []
+        for event in result.items:
+            involved = event.involved_object
+            if (involved.kind, involved.name) not in objects:
+                continue
+            last = (
+                event.last_timestamp or event.event_time or event.first_timestamp or event.metadata.creation_timestamp
+            )
+            events.append(
+                RunEvent(
+                    type=event.type or "Normal",
+                    reason=event.reason or "",
+                    message=(event.message or "").strip(),
+                    kind=involved.kind,
+                    object_name=involved.name,
+                    count=event.count or 1,
+                    last_seen=last,
+                )
+            )
+        return sorted(events, key=lambda e: e.last_seen.timestamp() if e.last_seen else 0.0)

@@ -1,0 +1,671 @@
+"""Local runs: a TrainingRun's replicas as processes on this machine, with the same env contract as in the cluster.
+
+Each replica gets `build_env(run, role, index, LocalAddressing(base_port))` (integer indices, distinct ports on
+127.0.0.1) plus the tracking env, and starts as:
+
+| framework  | processes                                                                                      |
+|------------|------------------------------------------------------------------------------------------------|
+| pytorch    | one `python -m torch.distributed.run` per node, `--nnodes/--node-rank/--nproc-per-node` and the  |
+|            | master address from the PET_* env; the script (or `-m module`) from `spec.command` + `spec.args` |
+| tensorflow | one process per (role, index) with its TF_CONFIG                                                |
+| jax        | one process per node with JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID           |
+| mpi        | the launcher only: `mpirun` reads a localhost hostfile written for the run (workers only run    |
+|            | sshd in the cluster, so locally mpirun starts the ranks itself)                                 |
+| generic    | one plain process per node                                                                      |
+
+Gang semantics as in the operator: the first replica that exits non-zero fails the run and the others are
+terminated; the run succeeds when the framework's success role finished (pytorch/jax/generic: every node;
+tensorflow: the chief, else the workers; mpi: the launcher), after which leftovers (parameter servers) are stopped.
+Each run gets `<state_dir>/runs/<name>-<timestamp>/` with `logs/<role>-<index>.log` and
+`artifacts/<role>-<index>/` (the replica's RUNYARD_ARTIFACT_DIR, the seam for artifact collection).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Literal
+
+from runyard import constants as c
+from runyard.api import Framework, MPIImplementation, Tracker, TrainingRun
+from runyard.exceptions import LocalRunError, ValidationFailedError
+
+if TYPE_CHECKING:
+    from runyard.tracking.local import LocalTracking
+
+__all__ = [
+    "LocalProcess",
+    "LocalRunResult",
+    "ReplicaResult",
+    "format_summary",
+    "latest_run_dir",
+    "plan_local",
+    "run_local",
+]
+
+PYTHON_NAMES = frozenset({"python", "python3", f"python3.{sys.version_info.minor}"})
+MPIRUN_NAMES = frozenset({"mpirun", "mpiexec", "orterun"})
+TORCHRUN_NAMES = frozenset({"torchrun"})
+# Seconds a replica gets between SIGTERM and SIGKILL, and that non-success roles get to exit on their own.
+TERMINATE_GRACE = 5.0
+LINGER_GRACE = 5.0
+POLL_INTERVAL = 0.05
+LineSink = Callable[[str, str], None]
+
+
+@dataclass(frozen=True)
+class LocalProcess:
+    """One local replica: its command line and the env it adds to the parent's."""
+
+    role: str
+    index: int
+    global_rank: int
+    argv: list[str]
+    env: dict[str, str]
+
+    @property
+    def label(self) -> str:
+        """`role-index`, the prefix of its log lines."""
+        return f"{self.role}-{self.index}"
+
+
+@dataclass(frozen=True)
+class ReplicaResult:
+    """How one replica ended; `returncode` is None when it was still running at the end (then terminated)."""
+
+    role: str
+    index: int
+    returncode: int | None
+    log_path: Path
+    terminated: bool = False
+
+    @property
+    def label(self) -> str:
+        """`role-index`."""
+        return f"{self.role}-{self.index}"
+
+
+@dataclass
+class LocalRunResult:
+    """Outcome of `run_local`.
+
+    `exit_code` is what `runyard run --local` exits with: 0 success, 1 a replica failed (or the run timed out),
+    130 interrupted.
+    """
+
+    name: str
+    framework: str
+    succeeded: bool
+    exit_code: int
+    duration_seconds: float
+    run_dir: Path
+    artifact_dir: Path
+    log_dir: Path
+    replicas: list[ReplicaResult]
+    failure: ReplicaResult | None = None
+    reason: str = ""
+    interrupted: bool = False
+    tracking_url: str | None = None
+    tracking_uri: str | None = None
+    experiment_id: str | None = None
+    run_id: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    artifact_files: int | None = None
+    newest_checkpoint: str | None = None
+
+
+def _success_roles(run: TrainingRun) -> tuple[str, ...]:
+    # The operator's rule (runyard_operator.controller.run_facts): these roles' completion is the run's success.
+    spec = run.spec
+    if spec.framework is Framework.TENSORFLOW:
+        return (c.ROLE_CHIEF,) if c.ROLE_CHIEF in spec.replicas else (c.ROLE_WORKER,)
+    if spec.framework is Framework.MPI:
+        return (c.ROLE_LAUNCHER,)
+    return (c.ROLE_NODE,)
+
+
+def _command(run: TrainingRun, role: str) -> list[str]:
+    spec = run.spec
+    replica = spec.replicas[role]
+    command = replica.command if replica.command is not None else spec.command
+    args = replica.args if replica.args is not None else spec.args
+    if not command:
+        raise LocalRunError(
+            f"run {run.name}: spec.command is required for local runs (the image's entrypoint is not known here)"
+        )
+    return [*command, *(args or [])]
+
+
+def _is_python(arg: str) -> bool:
+    return Path(arg).name in PYTHON_NAMES
+
+
+def _torchrun_argv(argv: list[str], env: Mapping[str, str], python: str) -> list[str]:
+    launcher = [
+        python,
+        "-m",
+        "torch.distributed.run",
+        f"--nnodes={env[c.ENV_PET_NNODES]}",
+        f"--node-rank={env[c.ENV_PET_NODE_RANK]}",
+        f"--nproc-per-node={env[c.ENV_PET_NPROC_PER_NODE]}",
+        f"--master-addr={env[c.ENV_PET_MASTER_ADDR]}",
+        f"--master-port={env[c.ENV_PET_MASTER_PORT]}",
+    ]
+    head = Path(argv[0]).name
+    if head in TORCHRUN_NAMES:
+        # The user's own torchrun options come after ours and win; PET_* fills in whatever they leave out.
+        return [python, "-m", "torch.distributed.run", *argv[1:]]
+    if _is_python(argv[0]):
+        rest = argv[1:]
+        if rest[:1] == ["-m"] and len(rest) >= 2:
+            return [*launcher, "--module", *rest[1:]]
+        if not rest:
+            raise LocalRunError("pytorch: spec.command runs python without a script")
+        return [*launcher, *rest]
+    return [*launcher, "--no-python", *argv]
+
+
+def _mpi_argv(argv: list[str]) -> list[str]:
+    if Path(argv[0]).name not in MPIRUN_NAMES:
+        return argv
+    # Root needs OpenMPI's explicit consent; a laptop has fewer cores than a cluster has slots.
+    extra = ["--allow-run-as-root", "--oversubscribe"] if os.geteuid() == 0 else ["--oversubscribe"]
+    return [argv[0], *[e for e in extra if e not in argv], *argv[1:]]
+
+
+def _env_values(entries: list[dict[str, Any]], warned: set[str], warn: Callable[[str], None]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for entry in entries:
+        if "value" in entry:
+            env[entry["name"]] = str(entry["value"])
+        elif entry["name"] not in warned:
+            # Secrets, ConfigMaps and pod fields exist only in the cluster; the variable stays unset locally.
+            warned.add(entry["name"])
+            warn(f"env {entry['name']}: valueFrom is not available in local runs; left unset")
+    return env
+
+
+def plan_local(
+    run: TrainingRun,
+    *,
+    base_port: int,
+    run_dir: Path,
+    python: str = sys.executable,
+    tracking: LocalTracking | None = None,
+    resume_from: str | None = None,
+    warn: Callable[[str], None] = lambda message: None,
+) -> list[LocalProcess]:
+    """The processes of a local run, without starting anything (writes the MPI hostfile into `run_dir`).
+
+    Args:
+        run: the validated run.
+        base_port: first port of the run's `LocalAddressing`.
+        run_dir: the run's directory; artifacts go to `run_dir/artifacts/<role>-<index>`.
+        python: interpreter that replaces `python` in commands (the one running Runyard by default).
+        tracking: the local tracking whose env every replica gets.
+        resume_from: checkpoint (or run directory) handed to every replica as RUNYARD_RESUME_FROM.
+        warn: receives notes about things that cannot be reproduced locally.
+
+    Returns:
+        One LocalProcess per process to start, in canonical role order.
+
+    Raises:
+        LocalRunError: the spec cannot run locally (no command, python without a script...).
+    """
+    from runyard.builders import BuildContext, LocalAddressing, build_env, build_hostfile, resolve_nproc_per_node
+
+    spec = run.spec
+    addressing = LocalAddressing(base_port)
+    framework = spec.framework
+    tracking_env = dict(tracking.env) if tracking else {}
+    nproc = resolve_nproc_per_node(spec) if framework is Framework.PYTORCH else 1
+    total_processes = 0
+    replicas: list[tuple[str, int, int]] = []
+    for role in spec.roles():
+        if framework is Framework.MPI and role != c.ROLE_LAUNCHER:
+            continue  # mpirun starts the ranks; in the cluster the workers only run sshd
+        for index in range(spec.replicas[role].replicas):
+            rank = index * (nproc or 1) if framework is Framework.PYTORCH else len(replicas)
+            replicas.append((role, index, rank))
+            total_processes += nproc or 1
+    hostfile = run_dir / "hostfile"
+    if framework is Framework.MPI:
+        workers = spec.replicas[c.ROLE_WORKER].replicas if c.ROLE_WORKER in spec.replicas else 1
+        total_processes = workers * (spec.mpi.slots_per_worker if spec.mpi else 1)
+        hostfile.parent.mkdir(parents=True, exist_ok=True)
+        hostfile.write_text(build_hostfile(run, addressing))
+    # Every replica shares the machine's cores; without a cap each framework starts one thread per core.
+    threads = str(max(1, (os.cpu_count() or 1) // max(1, total_processes)))
+    processes = []
+    warned: set[str] = set()
+    for role, index, rank in replicas:
+        extra = {**tracking_env, **(tracking.rank_env(role, index, rank) if tracking else {})}
+        ctx = BuildContext(extra_env=tuple({"name": k, "value": v} for k, v in extra.items()), resume_from=resume_from)
+        env = _env_values(build_env(run, role, index, addressing, ctx), warned, warn)
+        artifact_dir = run_dir / "artifacts" / f"{role}-{index}"
+        env[c.ENV_ARTIFACT_DIR] = str(artifact_dir)
+        if c.ENV_TENSORBOARD_DIR in env and not tracking:
+            env[c.ENV_TENSORBOARD_DIR] = str(artifact_dir / "tensorboard")
+        env.setdefault("OMP_NUM_THREADS", threads)
+        argv = _command(run, role)
+        if framework is Framework.PYTORCH:
+            argv = _torchrun_argv(argv, env, python)
+        elif framework is Framework.MPI:
+            argv = _mpi_argv(argv)
+            env.pop(c.ENV_OMPI_RSH_ARGS, None)  # ssh options point at the cluster's key; local ranks need no ssh
+            env.pop(c.ENV_I_MPI_BOOTSTRAP_ARGS, None)
+            env.pop(c.ENV_HYDRA_LAUNCH_ARGS, None)
+            implementation = spec.mpi.implementation if spec.mpi else MPIImplementation.OPENMPI
+            key = {
+                MPIImplementation.OPENMPI: c.ENV_OMPI_DEFAULT_HOSTFILE,
+                MPIImplementation.INTEL: c.ENV_I_MPI_HOST_FILE,
+                MPIImplementation.MPICH: c.ENV_HYDRA_HOST_FILE,
+            }[implementation]
+            env[key] = str(hostfile)
+            if implementation is MPIImplementation.OPENMPI:
+                # For commands that wrap mpirun (`bash -c "mpirun ..."`), where no flags can be added.
+                env["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
+                if os.geteuid() == 0:
+                    env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
+                    env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+            env.pop(c.ENV_NVIDIA_VISIBLE_DEVICES, None)  # the local launcher's ranks may use this machine's GPUs
+            env.pop(c.ENV_NVIDIA_DRIVER_CAPABILITIES, None)
+        elif _is_python(argv[0]):
+            argv = [python, *argv[1:]]
+        processes.append(LocalProcess(role, index, rank, argv, env))
+    return processes
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _ports(run: TrainingRun, base_port: int) -> list[int]:
+    from runyard.builders import LocalAddressing
+
+    addressing = LocalAddressing(base_port)
+    default = run.spec.default_port()
+    return [
+        addressing.port(role, i, default) for role in run.spec.roles() for i in range(run.spec.replicas[role].replicas)
+    ]
+
+
+def choose_base_port(run: TrainingRun, attempts: int = 50) -> int:
+    """A base port whose every replica port is free now (a random start avoids clashing with a concurrent run)."""
+    for _ in range(attempts):
+        base = random.randrange(20000, 60000)
+        try:
+            if all(_port_free(p) for p in _ports(run, base)):
+                return base
+        except ValueError:
+            continue
+    raise LocalRunError("no free port range found for the run's replicas")
+
+
+def _load(source: TrainingRun | Mapping[str, Any] | str | Path) -> TrainingRun:
+    from runyard.validation import load_manifests, validate_manifest
+
+    if isinstance(source, TrainingRun):
+        return source
+    if isinstance(source, Mapping):
+        docs = [dict(source)]
+    else:
+        try:
+            docs = load_manifests(source)
+        except (ValueError, OSError) as exc:
+            raise ValidationFailedError(f"{source}: {exc}", [str(exc)]) from exc
+    if len(docs) != 1:
+        raise ValidationFailedError(f"{source}: expected one TrainingRun document, found {len(docs)}")
+    problems = validate_manifest(docs[0])
+    if problems:
+        raise ValidationFailedError("invalid TrainingRun: " + "; ".join(map(str, problems)), [str(p) for p in problems])
+    return TrainingRun.model_validate(docs[0])
+
+
+def _wants_tracking(run: TrainingRun, tracking_uri: str | None) -> bool:
+    tracking = run.spec.tracking
+    if tracking is None:
+        return tracking_uri is not None
+    return not tracking.trackers or Tracker.MLFLOW in tracking.trackers or tracking_uri is not None
+
+
+def _start_tracking(
+    run: TrainingRun,
+    state_dir: Path,
+    run_dir: Path,
+    tracking_uri: str | None,
+    mode: bool | None,
+    warn: Callable[[str], None],
+) -> LocalTracking | None:
+    if mode is False or (mode is None and not _wants_tracking(run, tracking_uri)):
+        return None
+    try:
+        from runyard.tracking.local import start_local_tracking
+    except ImportError as exc:
+        if mode:
+            raise LocalRunError(f"tracking needs the tracking extra (pip install 'runyard[tracking]'): {exc}") from exc
+        warn(f"tracking disabled: {exc}")
+        return None
+    return start_local_tracking(run, state_dir=state_dir, tracking_uri=tracking_uri, output_dir=run_dir / "outputs")
+
+
+def _pump(stream: IO[bytes], label: str, log: IO[bytes], sink: LineSink) -> None:
+    for raw in iter(stream.readline, b""):
+        log.write(raw)
+        log.flush()
+        sink(label, raw.decode(errors="replace").rstrip("\r\n"))
+    stream.close()
+
+
+def _terminate(procs: list[subprocess.Popen[bytes]]) -> set[int]:
+    """SIGTERM every live process group, SIGKILL what is left after the grace period; returns the pids stopped."""
+    stopped = set()
+    for proc in procs:
+        if proc.poll() is None:
+            stopped.add(proc.pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + TERMINATE_GRACE
+    for proc in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+    for proc in procs:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return stopped
+
+
+def _default_sink() -> LineSink:
+    lock = threading.Lock()
+
+    def sink(label: str, line: str) -> None:
+        with lock:
+            sys.stdout.write(f"[{label}] {line}\n")
+            sys.stdout.flush()
+
+    return sink
+
+
+def run_local(
+    source: TrainingRun | Mapping[str, Any] | str | Path,
+    *,
+    state_dir: str | Path = c.LOCAL_STATE_DIR,
+    tracking_uri: str | None = None,
+    tracking: bool | None = None,
+    base_port: int | None = None,
+    timeout: float | None = None,
+    cwd: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    resume_from: str | Path | None = None,
+    on_line: LineSink | None = None,
+    on_notice: Callable[[str], None] | None = None,
+) -> LocalRunResult:
+    """Run a TrainingRun's replicas as local processes and wait for the outcome.
+
+    Args:
+        source: a TrainingRun, a manifest dict, or the path (or text) of a one-document YAML manifest.
+        state_dir: Runyard's local state: `runs/` and the embedded MLflow store (`mlflow.db`, `mlartifacts/`).
+        tracking_uri: MLflow tracking URI; default `$MLFLOW_TRACKING_URI`, else the embedded store.
+        tracking: True forces tracking, False disables it; None tracks when `spec.tracking` asks for MLflow
+            (or a tracking URI is given).
+        base_port: first port of the local addressing; default a random free range.
+        timeout: fail the run (exit code 1) after this many seconds.
+        cwd: working directory of the replicas; default the current one (commands are relative to it).
+        env: extra env for every replica (overrides the parent's, not the run's contract).
+        resume_from: a checkpoint or earlier run directory, passed to every replica as RUNYARD_RESUME_FROM.
+        on_line: receives `(label, line)` for every output line; default prints `[label] line` to stdout.
+        on_notice: receives Runyard's own messages; default prints them to stderr.
+
+    Returns:
+        LocalRunResult with the outcome, per-replica exit codes, directories, tracking ids and final metrics.
+
+    Raises:
+        ValidationFailedError: the manifest is invalid.
+        LocalRunError: it cannot run locally (no command, launcher missing...).
+
+    Example:
+        >>> result = run_local("examples/pytorch-ddp.yaml")  # doctest: +SKIP
+        >>> result.succeeded, result.metrics["accuracy"]     # doctest: +SKIP
+    """
+    run = _load(source)
+    sink = on_line or _default_sink()
+
+    def notice(message: str) -> None:
+        if on_notice:
+            on_notice(message)
+        else:
+            sys.stderr.write(f"runyard: {message}\n")
+
+    state = Path(state_dir).resolve()
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_dir = state / "runs" / f"{run.name}-{stamp}"
+    suffix = 1
+    while run_dir.exists():
+        suffix += 1
+        run_dir = state / "runs" / f"{run.name}-{stamp}-{suffix}"
+    log_dir = run_dir / "logs"
+    log_dir.mkdir(parents=True)
+    (run_dir / "trainingrun.yaml").write_text(_dump(run))
+    tracker = _start_tracking(run, state, run_dir, tracking_uri, tracking, notice)
+    port = base_port if base_port is not None else choose_base_port(run)
+    resume = str(Path(resume_from).resolve()) if resume_from else None
+    plan = plan_local(run, base_port=port, run_dir=run_dir, tracking=tracker, resume_from=resume, warn=notice)
+    for needed in {p.argv[0] for p in plan}:
+        if shutil.which(needed) is None and not Path(needed).exists():
+            raise LocalRunError(f"{needed} not found: it is needed to run {run.spec.framework.value} locally")
+    bin_dir = str(Path(sys.executable).parent)
+    base_env = {**os.environ, **(env or {})}
+    # Commands that call `python` through a launcher (mpirun) must find this interpreter first.
+    base_env["PATH"] = os.pathsep.join([bin_dir, base_env.get("PATH", "")])
+
+    procs: list[subprocess.Popen[bytes]] = []
+    pumps: list[threading.Thread] = []
+    logs: list[IO[bytes]] = []
+    started = time.monotonic()
+    failure_index: int | None = None
+    reason = ""
+    interrupted = False
+    succeeded = False
+    stopped: set[int] = set()
+    success_roles = _success_roles(run)
+    try:
+        for process in plan:
+            (run_dir / "artifacts" / process.label).mkdir(parents=True, exist_ok=True)
+            log = open(log_dir / f"{process.label}.log", "wb")  # noqa: SIM115 - closed in the finally below
+            logs.append(log)
+            proc = subprocess.Popen(
+                process.argv,
+                env={**base_env, **process.env},
+                cwd=cwd,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # own process group: we stop launchers with their children
+            )
+            procs.append(proc)
+            assert proc.stdout is not None
+            pump = threading.Thread(target=_pump, args=(proc.stdout, process.label, log, sink), daemon=True)
+            pump.start()
+            pumps.append(pump)
+        success_done_at: float | None = None
+        while True:
+            codes = [p.poll() for p in procs]
+            failed = [i for i, code in enumerate(codes) if code not in (None, 0)]
+            if failed and success_done_at is None:
+                failure_index = failed[0]
+                reason = f"{plan[failure_index].label} exited with code {codes[failure_index]}"
+                break
+            if all(code == 0 for code in codes):
+                succeeded = True
+                break
+            if success_done_at is None and all(codes[i] == 0 for i, p in enumerate(plan) if p.role in success_roles):
+                success_done_at = time.monotonic()
+            if success_done_at is not None and time.monotonic() - success_done_at > LINGER_GRACE:
+                succeeded = True  # e.g. parameter servers, which serve until stopped
+                break
+            if timeout is not None and time.monotonic() - started > timeout:
+                reason = f"timed out after {timeout:g}s"
+                break
+            time.sleep(POLL_INTERVAL)
+    except KeyboardInterrupt:
+        interrupted = True
+        reason = "interrupted"
+    finally:
+        stopped = _terminate(procs)
+        for pump in pumps:
+            pump.join(timeout=10)
+        for handle in logs:
+            handle.close()
+    duration = time.monotonic() - started
+    replicas = [
+        ReplicaResult(
+            p.role,
+            p.index,
+            proc.returncode if proc.pid not in stopped else None,
+            log_dir / f"{p.label}.log",
+            proc.pid in stopped,
+        )
+        for p, proc in zip(plan, procs, strict=False)
+    ]
+    failure = replicas[failure_index] if failure_index is not None else None
+    exit_code = 0 if succeeded else (130 if interrupted else 1)
+    result = LocalRunResult(
+        name=run.name,
+        framework=run.spec.framework.value,
+        succeeded=succeeded,
+        exit_code=exit_code,
+        duration_seconds=duration,
+        run_dir=run_dir,
+        artifact_dir=run_dir / "artifacts",
+        log_dir=log_dir,
+        replicas=replicas,
+        failure=failure,
+        reason=reason or ("succeeded" if succeeded else "failed"),
+        interrupted=interrupted,
+    )
+    if tracker is not None:
+        status: Literal["FINISHED", "FAILED", "KILLED"] = (
+            "FINISHED" if succeeded else ("KILLED" if interrupted else "FAILED")
+        )
+        try:
+            tracker.finish(status)
+            result.metrics = tracker.final_metrics()
+        except Exception as exc:  # the run's outcome must not be lost to a tracking-store hiccup
+            notice(f"could not finish the tracked run: {exc}")
+        result.tracking_url = tracker.url
+        result.tracking_uri = tracker.tracking_uri
+        result.experiment_id = tracker.experiment_id
+        result.run_id = tracker.run_id
+    _finalize_artifacts(result, notice)
+    _write_result(result)
+    return result
+
+
+def _finalize_artifacts(result: LocalRunResult, notice: Callable[[str], None]) -> None:
+    # Seam to the artifacts feature: it hashes what the ranks wrote under artifacts/<role>-<index>/ into a manifest.
+    try:
+        from runyard.artifacts.local import finalize
+    except ImportError:
+        return
+    try:
+        summary = finalize(result.artifact_dir, run=result.name)
+    except Exception as exc:  # a manifest problem must not hide the run's outcome
+        notice(f"could not write the artifact manifest: {exc}")
+        return
+    result.artifact_files = summary.files
+    result.newest_checkpoint = summary.newest_checkpoint
+
+
+def _write_result(result: LocalRunResult) -> None:
+    # result.json lets `runyard plot` (and artifact collection) find a past run's tracking ids and outcome.
+    info = {
+        "name": result.name,
+        "framework": result.framework,
+        "succeeded": result.succeeded,
+        "exit_code": result.exit_code,
+        "reason": result.reason,
+        "duration_seconds": round(result.duration_seconds, 3),
+        "replicas": {r.label: r.returncode for r in result.replicas},
+        "artifact_dir": str(result.artifact_dir),
+        "artifact_files": result.artifact_files,
+        "newest_checkpoint": result.newest_checkpoint,
+        "tracking_uri": result.tracking_uri,
+        "experiment_id": result.experiment_id,
+        "run_id": result.run_id,
+        "url": result.tracking_url,
+        "metrics": result.metrics,
+    }
+    (result.run_dir / "result.json").write_text(json.dumps(info, indent=2) + "\n")
+
+
+def latest_run_dir(state_dir: str | Path = c.LOCAL_STATE_DIR, name: str | None = None) -> Path:
+    """The most recent local run's directory (of run `name`, if given).
+
+    Raises:
+        FileNotFoundError: there is no such run.
+    """
+    runs = Path(state_dir) / "runs"
+    candidates = [d for d in runs.glob(f"{name}-*" if name else "*") if (d / "result.json").exists()]
+    if not candidates:
+        raise FileNotFoundError(f"no finished local run{f' of {name}' if name else ''} under {runs}")
+    return max(candidates, key=lambda d: (d / "result.json").stat().st_mtime)
+
+
+def _dump(run: TrainingRun) -> str:
+    from runyard.validation import dump_manifests
+
+    return dump_manifests([run.to_manifest()])
+
+
+def format_summary(result: LocalRunResult, *, cwd: Path | None = None) -> str:
+    """A human summary of a local run: outcome, duration, replicas, final metrics, where things are."""
+    here = cwd or Path.cwd()
+
+    def rel(path: Path) -> str:
+        try:
+            return str(path.relative_to(here))
+        except ValueError:
+            return str(path)
+
+    outcome = "Succeeded" if result.succeeded else ("Interrupted" if result.interrupted else "Failed")
+    lines = [f"run {result.name} ({result.framework}): {outcome} in {result.duration_seconds:.1f}s"]
+    if not result.succeeded:
+        lines.append(f"  reason:    {result.reason}")
+    codes = ", ".join(f"{r.label}={'terminated' if r.terminated else r.returncode}" for r in result.replicas)
+    lines.append(f"  replicas:  {codes}")
+    if result.metrics:
+        shown = {k: v for k, v in sorted(result.metrics.items()) if "/" not in k} or dict(
+            sorted(result.metrics.items())
+        )
+        lines.append("  metrics:   " + ", ".join(f"{k}={v:.4g}" for k, v in list(shown.items())[:12]))
+    lines.append(f"  run dir:   {rel(result.run_dir)}")
+    files = f" ({result.artifact_files} files)" if result.artifact_files is not None else ""
+    lines.append(f"  artifacts: {rel(result.artifact_dir)}{files}")
+    if result.newest_checkpoint:
+        lines.append(f"  checkpoint: {rel(Path(result.newest_checkpoint))}")
+    lines.append(f"  logs:      {rel(result.log_dir)}")
+    if result.run_id:
+        lines.append(f"  mlflow:    run {result.run_id} (experiment {result.experiment_id}) in {result.tracking_uri}")
+    if result.tracking_url:
+        lines.append(f"  open:      {result.tracking_url}")
+    return "\n".join(lines)

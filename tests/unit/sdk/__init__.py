@@ -1,0 +1,1 @@
+"""Tests of the SDK: Client, CLI commands, local runs, public API."""
