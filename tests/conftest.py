@@ -28,6 +28,9 @@ def _load_localcluster() -> ModuleType:
 
 localcluster = _load_localcluster()
 
+# Registered once here, so session fixtures such as `operator` exist exactly once per test session.
+pytest_plugins = ["tests.operator_fixtures"]
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Everything under tests/cluster, tests/operator, tests/e2e talks to the cluster: mark it so `-m "not cluster"` is fast.

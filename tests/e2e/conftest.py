@@ -14,7 +14,7 @@ import yaml
 from kubernetes import client
 
 from tests.conftest import Cluster
-from tests.operator.conftest import CRD_FILE, OperatorProcess
+from tests.operator.conftest import OperatorProcess
 from tests.unit.helm.chart import CHART, helm_path
 
 CRD_NAME = "trainingruns.runyard.dev"
@@ -124,13 +124,6 @@ def forbidden_requests(operator: OperatorProcess, allow: tuple[str, ...] = ()) -
         for line in operator.logs().splitlines()
         if "is forbidden: User" in line and not any(url in line for url in allow)
     ]
-
-
-@pytest.fixture(scope="session")
-def crd(cluster: Cluster) -> None:
-    """The shared TrainingRun CRD, applied the way tests/operator does (server-side apply, no Helm ownership)."""
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
-    cluster.kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
 
 
 @pytest.fixture(scope="session")

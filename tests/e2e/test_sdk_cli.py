@@ -14,13 +14,13 @@ import pytest
 from runyard import Client, NotFoundError, RunFailedError
 from runyard.api import Phase
 from tests.conftest import ROOT, Cluster
-from tests.operator.conftest import OperatorProcess, crd, operator, training_run  # noqa: F401 - fixtures
+from tests.operator.conftest import OperatorProcess, training_run
 
 RUNYARD = Path(sys.executable).parent / "runyard"
 
 
 @pytest.fixture
-def sdk(cluster: Cluster, namespace: str, operator: OperatorProcess) -> Client:  # noqa: F811 - fixture
+def sdk(cluster: Cluster, namespace: str, operator: OperatorProcess) -> Client:
     return Client(kubeconfig=cluster.kubeconfig, namespace=namespace)
 
 
@@ -99,7 +99,7 @@ def test_sdk_logs_follow_switches_to_the_gang_restart(sdk: Client) -> None:
 def test_cli_example_submit_wait_logs_list_describe_top_delete(
     cluster: Cluster,
     namespace: str,
-    operator: OperatorProcess,  # noqa: F811 - fixture
+    operator: OperatorProcess,
 ) -> None:
     submitted = cli(cluster, namespace, "submit", "-f", "examples/pytorch-ddp.yaml")
     assert submitted.returncode == 0, submitted.stderr
@@ -133,7 +133,7 @@ def test_cli_example_submit_wait_logs_list_describe_top_delete(
 def test_cli_wait_on_failing_run_exits_1_with_exit_code(
     cluster: Cluster,
     namespace: str,
-    operator: OperatorProcess,  # noqa: F811 - fixture
+    operator: OperatorProcess,
 ) -> None:
     client = Client(kubeconfig=cluster.kubeconfig, namespace=namespace)
     client.submit(
@@ -153,7 +153,7 @@ def test_cli_wait_on_failing_run_exits_1_with_exit_code(
 def test_cli_wait_times_out_with_exit_code_4(
     cluster: Cluster,
     namespace: str,
-    operator: OperatorProcess,  # noqa: F811 - fixture
+    operator: OperatorProcess,
 ) -> None:
     client = Client(kubeconfig=cluster.kubeconfig, namespace=namespace)
     client.submit(training_run("cli-slow", outcome="running"))

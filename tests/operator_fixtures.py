@@ -1,0 +1,218 @@
+"""Operator fixtures for every cluster test (registered once from tests/conftest.py): the real operator process, the CRD, Runs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from tests.conftest import ROOT, Cluster
+
+CRD_FILE = ROOT / "crds" / "runyard.dev_trainingruns.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 60, interval: float = 0.2, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last value: {last!r})")
+
+
+class OperatorProcess:
+    """`runyard-operator run` as a real process; restartable and killable by tests."""
+
+    def __init__(
+        self,
+        kubeconfig: Path,
+        log_dir: Path,
+        extra_args: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.kubeconfig = kubeconfig
+        self.log_dir = log_dir
+        self.extra_args = extra_args or []
+        self.env = env or {}
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/metrics"
+
+    def start(self) -> None:
+        self.starts += 1
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.env}
+        exe = Path(sys.executable).parent / "runyard-operator"
+        with open(self.log_dir / f"operator-{self.starts}.log", "wb") as log:  # the child keeps its own copy
+            self.proc = subprocess.Popen(
+                [str(exe), "run", "--metrics-port", str(self.port), "--log-format", "plain", *self.extra_args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        wait_until(self._ready, timeout=60, what="operator /readyz")
+
+    def _ready(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"operator exited with {self.proc.returncode}; see {self.log_dir}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=1) as resp:
+                return bool(resp.status == 200)
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(self.metrics_url, timeout=5) as resp:
+            return str(resp.read().decode())
+
+    def logs(self) -> str:
+        return "".join(p.read_text(errors="replace") for p in sorted(self.log_dir.glob("operator-*.log")))
+
+
+@pytest.fixture(scope="session")
+def crd(cluster: Cluster) -> None:
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
+    cluster.kubectl("wait", "--for=condition=Established", "crd/trainingruns.runyard.dev", "--timeout=60s")
+
+
+@pytest.fixture(scope="session")
+def operator(cluster: Cluster, crd: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    proc = OperatorProcess(cluster.kubeconfig, tmp_path_factory.mktemp("operator"))
+    proc.start()
+    yield proc
+    proc.stop()
+
+
+class Runs:
+    """Create TrainingRuns and read them back in one namespace."""
+
+    def __init__(self, api: Any, namespace: str) -> None:
+        self.api = client.CustomObjectsApi(api)
+        self.core = client.CoreV1Api(api)
+        self.batch = client.BatchV1Api(api)
+        self.namespace = namespace
+
+    def create(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        return dict(
+            self.api.create_namespaced_custom_object(
+                "runyard.dev", "v1alpha1", self.namespace, "trainingruns", manifest
+            )
+        )
+
+    def get(self, name: str) -> dict[str, Any]:
+        return dict(
+            self.api.get_namespaced_custom_object("runyard.dev", "v1alpha1", self.namespace, "trainingruns", name)
+        )
+
+    def patch(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(
+            self.api.patch_namespaced_custom_object(
+                "runyard.dev", "v1alpha1", self.namespace, "trainingruns", name, body
+            )
+        )
+
+    def delete(self, name: str) -> None:
+        self.api.delete_namespaced_custom_object("runyard.dev", "v1alpha1", self.namespace, "trainingruns", name)
+
+    def status(self, name: str) -> dict[str, Any]:
+        return dict(self.get(name).get("status") or {})
+
+    def wait_phase(self, name: str, *phases: str, timeout: float = 60) -> dict[str, Any]:
+        return dict(
+            wait_until(
+                lambda: (s := self.status(name)).get("phase") in phases and s,
+                timeout=timeout,
+                what=f"{name} to reach {phases}",
+            )
+        )
+
+    def jobs(self, name: str) -> list[Any]:
+        return list(self.batch.list_namespaced_job(self.namespace, label_selector=f"runyard.dev/run-name={name}").items)
+
+    def pods(self, name: str) -> list[Any]:
+        return list(self.core.list_namespaced_pod(self.namespace, label_selector=f"runyard.dev/run-name={name}").items)
+
+    def events(self, name: str) -> list[Any]:
+        return list(
+            self.core.list_namespaced_event(
+                self.namespace, field_selector=f"involvedObject.name={name},involvedObject.kind=TrainingRun"
+            ).items
+        )
+
+
+@pytest.fixture
+def runs(api: Any, namespace: str, operator: OperatorProcess) -> Runs:
+    return Runs(api, namespace)
+
+
+def load_example(name: str) -> dict[str, Any]:
+    return dict(yaml.safe_load((ROOT / "examples" / name).read_text()))
+
+
+def training_run(
+    name: str,
+    framework: str = "pytorch",
+    replicas: dict[str, int] | None = None,
+    *,
+    gpus: int = 0,
+    outcome: str | None = None,
+    sim: dict[str, str] | None = None,
+    run_policy: dict[str, Any] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
+    """A TrainingRun manifest whose kwok-simulated pods behave as `outcome` says (see tests/README.md)."""
+    replicas = replicas or {"node": 2}
+    labels = {"sim.runyard.dev/outcome": outcome} if outcome else {}
+    annotations = {"sim.runyard.dev/duration": "1s", **(sim or {})}
+    body: dict[str, Any] = {
+        "apiVersion": "runyard.dev/v1alpha1",
+        "kind": "TrainingRun",
+        "metadata": {"name": name},
+        "spec": {
+            "framework": framework,
+            "image": "ghcr.io/runyard/examples:0.1.0",
+            "command": ["python", "train.py"],
+            "replicas": {role: {"replicas": n, "resources": {"gpus": gpus}} for role, n in replicas.items()},
+            "podTemplate": {"metadata": {"labels": labels, "annotations": annotations}},
+            **spec,
+        },
+    }
+    if run_policy:
+        body["spec"]["runPolicy"] = run_policy
+    return body
