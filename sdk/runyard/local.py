@@ -44,6 +44,7 @@ from runyard.api import Framework, MPIImplementation, Tracker, TrainingRun
 from runyard.exceptions import LocalRunError, ValidationFailedError
 
 if TYPE_CHECKING:
+    from runyard.artifacts.local import ArtifactsSummary
     from runyard.tracking.local import LocalTracking
 
 __all__ = [
@@ -563,7 +564,10 @@ def run_local(
         reason=reason or ("succeeded" if succeeded else "failed"),
         interrupted=interrupted,
     )
+    summary = _finalize_artifacts(result, notice)
     if tracker is not None:
+        if summary is not None and tracker.run_id and tracker.tracking_uri:
+            _link_artifacts(tracker.tracking_uri, tracker.run_id, summary, notice)
         status: Literal["FINISHED", "FAILED", "KILLED"] = (
             "FINISHED" if succeeded else ("KILLED" if interrupted else "FAILED")
         )
@@ -576,24 +580,37 @@ def run_local(
         result.tracking_uri = tracker.tracking_uri
         result.experiment_id = tracker.experiment_id
         result.run_id = tracker.run_id
-    _finalize_artifacts(result, notice)
     _write_result(result)
     return result
 
 
-def _finalize_artifacts(result: LocalRunResult, notice: Callable[[str], None]) -> None:
-    # Seam to the artifacts feature: it hashes what the ranks wrote under artifacts/<role>-<index>/ into a manifest.
-    try:
-        from runyard.artifacts.local import finalize
-    except ImportError:
-        return
+def _finalize_artifacts(result: LocalRunResult, notice: Callable[[str], None]) -> ArtifactsSummary | None:
+    """Hash what the ranks wrote under artifacts/<role>-<index>/ into the run's manifest."""
+    from runyard.artifacts.local import finalize
+
     try:
         summary = finalize(result.artifact_dir, run=result.name)
     except Exception as exc:  # a manifest problem must not hide the run's outcome
         notice(f"could not write the artifact manifest: {exc}")
-        return
+        return None
     result.artifact_files = summary.files
     result.newest_checkpoint = summary.newest_checkpoint
+    return summary
+
+
+def _link_artifacts(tracking_uri: str, run_id: str, summary: ArtifactsSummary, notice: Callable[[str], None]) -> None:
+    """Point the tracked run at the artifacts: their location and checkpoint as tags, the manifest as an artifact."""
+    try:
+        from mlflow import MlflowClient
+
+        client = MlflowClient(tracking_uri)
+        client.set_tag(run_id, "runyard.artifacts.location", summary.store_uri)
+        client.set_tag(run_id, "runyard.artifacts.files", str(summary.files))
+        if summary.newest_checkpoint:
+            client.set_tag(run_id, "runyard.artifacts.newest_checkpoint", summary.newest_checkpoint)
+        client.log_artifact(run_id, summary.manifest)
+    except Exception as exc:  # tracking hiccups never change the run's outcome
+        notice(f"could not record the artifacts in the tracked run: {exc}")
 
 
 def _write_result(result: LocalRunResult) -> None:

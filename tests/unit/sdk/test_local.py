@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -227,6 +228,14 @@ def test_pytorch_example_runs_locally_with_tracking_and_checkpoints(tmp_path: Pa
     node0 = result.artifact_dir / "node-0"
     assert (node0 / "checkpoints" / "epoch-1.pt").exists() and (node0 / "checkpoints" / "epoch-2.pt").exists()
     assert (node0 / "model.pt").exists()
+    # The manifest holds a sha256 per file and the tracked run points at it.
+    manifest = json.loads((result.artifact_dir / "manifest.json").read_text())
+    entries = {f["path"]: f for f in manifest["files"]}
+    model = next(f for p, f in entries.items() if p.endswith("node-0/model.pt"))
+    assert model["sha256"] == hashlib.sha256((node0 / "model.pt").read_bytes()).hexdigest()
+    tags = client.get_run(result.run_id).data.tags
+    assert tags["runyard.artifacts.location"] and tags["runyard.artifacts.newest_checkpoint"].endswith("epoch-2.pt")
+    assert "manifest.json" in [a.path for a in client.list_artifacts(result.run_id)]
     png = plot_run_dir(result.run_dir)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
