@@ -69,6 +69,19 @@ def build_parser() -> argparse.ArgumentParser:
         "restarts are always written at once (env RUNYARD_STATUS_COALESCE_SECONDS).",
     )
     run.add_argument(
+        "--leader-elect",
+        action="store_true",
+        default=_env("LEADER_ELECT", "false").lower() in ("1", "true", "yes"),
+        help="Run several replicas with one active, elected through a coordination.k8s.io Lease "
+        "(env RUNYARD_LEADER_ELECT).",
+    )
+    run.add_argument("--lease-name", default=_env("LEASE_NAME", "runyard-operator"), help="Lease name.")
+    run.add_argument(
+        "--lease-namespace",
+        default=os.environ.get("POD_NAMESPACE", _env("LEASE_NAMESPACE", "default")),
+        help="Namespace of the Lease (env POD_NAMESPACE, then RUNYARD_LEASE_NAMESPACE).",
+    )
+    run.add_argument(
         "--config",
         default=_env("CONFIG", ""),
         help="Operator configuration file (YAML: trackers, GPU metrics, artifacts; env RUNYARD_CONFIG).",
@@ -126,18 +139,47 @@ async def run_operator(args: argparse.Namespace) -> None:
         args.burst,
         args.workers,
     )
+    elector = None
+    if args.leader_elect:
+        from runyard_operator.leader import LeaderElector
+
+        identity = f"{os.environ.get('HOSTNAME', 'runyard-operator')}-{os.getpid()}"
+        elector = LeaderElector(kube, args.lease_namespace, args.lease_name, identity)
+        # A standby is healthy and ready (a rollout must not wait on it); it only does not reconcile.
+        ready.set()
+        metrics.LEADER.set(0)
+        waiting = asyncio.create_task(elector.lead())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({waiting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if stop.is_set():
+            waiting.cancel()
+            await health.stop()
+            await kube.close()
+            return
+        metrics.LEADER.set(1)
+        watchdog = asyncio.create_task(_stop_when(elector.lost, stop))
     try:
         await kopf.operator(
             registry=registry,
             clusterwide=not namespaces,
             namespaces=namespaces,
             standalone=True,
-            ready_flag=ready,
+            ready_flag=asyncio.Event() if elector else ready,
             stop_flag=stop,
         )
     finally:
+        if elector is not None:
+            watchdog.cancel()
+            await elector.release()
         await health.stop()
         await kube.close()
+    if elector is not None and elector.lost.is_set():
+        raise SystemExit("leadership lost; exiting so a restart rejoins the election")
+
+
+async def _stop_when(event: asyncio.Event, stop: asyncio.Event) -> None:
+    await event.wait()
+    stop.set()
 
 
 def _ssh_keygen() -> tuple[str, str]:

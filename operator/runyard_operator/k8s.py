@@ -30,6 +30,7 @@ _KINDS: dict[str, tuple[str, str]] = {
     "Pod": ("/api/v1", "pods"),
     "Event": ("/api/v1", "events"),
     "EndpointSlice": ("/apis/discovery.k8s.io/v1", "endpointslices"),
+    "Lease": ("/apis/coordination.k8s.io/v1", "leases"),
     c.KIND: (f"/apis/{c.API_VERSION}", c.PLURAL),
 }
 _RESPONSE_TYPES = {200: "object", 201: "object", 202: "object"}

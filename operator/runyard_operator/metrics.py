@@ -61,6 +61,10 @@ API_ERRORS = Counter(
     ["verb", "resource", "code"],
     registry=REGISTRY,
 )
+LEADER = Gauge(
+    "runyard_leader", "1 when this replica holds the leader Lease (or runs without election).", registry=REGISTRY
+)
+LEADER.set(1)
 QUEUE_DEPTH = Gauge("runyard_workqueue_depth", "TrainingRuns waiting for a reconcile.", registry=REGISTRY)
 
 

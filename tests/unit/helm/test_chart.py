@@ -218,7 +218,7 @@ def test_operator_pod_is_restricted() -> None:
 @pytest.mark.parametrize(
     ("flags", "error"),
     [
-        (["--set", "replicaCount=2"], "maximum"),
+        (["--set", "replicaCount=2"], "needs leaderElection.enabled"),
         (["--set", "unknownKey=1"], "additional properties"),
         (["--set", "operator.logFormat=xml"], "logFormat"),
         (["--set", "mlflow.unknown=1"], "additional properties"),
