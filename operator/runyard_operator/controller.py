@@ -366,7 +366,9 @@ class Controller:
             return 0.0
         now = time.monotonic()
         since = self._last_write.get(key) or self._first_seen.setdefault(key, now)
-        return max(since + self.coalesce_seconds - now, 0.0)
+        # Pending and Starting are usually passed through within seconds: report them only if they last.
+        hold = self.coalesce_seconds * (3 if status.get("phase") in (lc.PENDING, lc.STARTING) else 1)
+        return max(since + hold - now, 0.0)
 
     def _forget_job(self, run_uid: str, job_name: str) -> None:
         """Mark a Job we just deleted, so reconciles before its DELETED event arrives do not count it."""

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
-from runyard.artifacts import manifest, s3
+from runyard.artifacts import manifest
 from runyard.artifacts.store import MANIFEST_FILE, MANIFESTS_DIR, StoreURI, is_rank_name
+
+
+def _s3() -> ModuleType:
+    """boto3 costs ~35 MB and 0.1 s to import: load it only when a run actually uses an S3 store."""
+    from runyard.artifacts import s3
+
+    return s3
+
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +32,7 @@ class RunStore:
     secret_key: str | None = None
 
     def client(self) -> Any:
-        return s3.client(self.endpoint, self.region, self.access_key, self.secret_key)
+        return _s3().client(self.endpoint, self.region, self.access_key, self.secret_key)
 
     @property
     def bucket(self) -> str:
@@ -43,28 +52,28 @@ def read_manifest(store: RunStore, run_name: str) -> dict[str, Any]:
     client = store.client()
     base = f"{store.prefix}/" if store.prefix else ""
     docs = []
-    for obj in sorted(s3.list_objects(client, store.bucket, f"{base}{MANIFESTS_DIR}/"), key=lambda o: o.key):
+    for obj in sorted(_s3().list_objects(client, store.bucket, f"{base}{MANIFESTS_DIR}/"), key=lambda o: o.key):
         if obj.key.endswith(".json"):
-            doc = s3.get_json(client, store.bucket, obj.key)
+            doc = _s3().get_json(client, store.bucket, obj.key)
             if doc is not None:
                 docs.append(doc)
     if docs:
         return manifest.merge(docs, run=run_name, store_uri=store.run_uri.uri())
     entries = []
-    for obj in s3.list_objects(client, store.bucket, base):
+    for obj in _s3().list_objects(client, store.bucket, base):
         rel = obj.key.removeprefix(base)
         if rel == MANIFEST_FILE or rel.startswith(f"{MANIFESTS_DIR}/"):
             continue
         first = rel.split("/", 1)[0]
         rank = first if is_rank_name(first) and "/" in rel else ""
-        digest = s3.head_sha256(client, store.bucket, obj.key) or ""
+        digest = _s3().head_sha256(client, store.bucket, obj.key) or ""
         entries.append(manifest.Entry(rel, obj.size, digest, rank, manifest.format_time(obj.mtime)))
     return manifest.manifest_document(entries, run=run_name, store_uri=store.run_uri.uri())
 
 
 def write_manifest(store: RunStore, doc: dict[str, Any]) -> str:
     """Store the run manifest as `<run prefix>/manifest.json`; returns its URI."""
-    s3.put_json(store.client(), store.bucket, store.run_uri.key(MANIFEST_FILE), doc)
+    _s3().put_json(store.client(), store.bucket, store.run_uri.key(MANIFEST_FILE), doc)
     return store.run_uri.uri(MANIFEST_FILE)
 
 
@@ -85,4 +94,4 @@ def summary(store: RunStore, doc: dict[str, Any], manifest_uri: str | None) -> d
 
 def delete_run(store: RunStore) -> int:
     """Delete everything under the run's prefix (the trailing `/` keeps `run-1` from matching `run-10`)."""
-    return s3.delete_prefix(store.client(), store.bucket, f"{store.prefix}/")
+    return int(_s3().delete_prefix(store.client(), store.bucket, f"{store.prefix}/"))
