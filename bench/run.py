@@ -192,7 +192,28 @@ class Bench:
             capture_output=True,
         )
 
+    def wait_for_old_namespaces(self, timeout: float = 900) -> None:
+        """An earlier bench's namespaces may still be terminating (10,000 runs take minutes to collect)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            out = subprocess.run(
+                [localcluster.kubectl_path(), f"--kubeconfig={self.paths.kubeconfig}", "get", "ns", "-o", "name"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            left = [n for n in out.split() if n.startswith("namespace/bench-")]
+            if not left:
+                return
+            log(f"waiting for {len(left)} earlier bench namespace(s) to be deleted")
+            time.sleep(5)
+
     def start_operator(self) -> None:
+        import socket
+
+        with socket.socket() as sock:  # a fresh port: a previous operator may still hold the last one
+            sock.bind(("127.0.0.1", 0))
+            self.metrics_port = int(sock.getsockname()[1])
         exe = ROOT / ".venv" / "bin" / "runyard-operator"
         log_file = open(RESULTS / "operator.log", "ab")  # noqa: SIM115
         env = {**os.environ, "KUBECONFIG": str(self.paths.kubeconfig)}
@@ -228,7 +249,11 @@ class Bench:
     def stop_operator(self) -> None:
         if self.operator and self.operator.poll() is None:
             self.operator.terminate()
-            self.operator.wait(timeout=20)
+            try:
+                self.operator.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.operator.kill()
+                self.operator.wait(timeout=10)
 
     def proc_usage(self) -> dict[str, float]:
         assert self.operator
@@ -626,6 +651,7 @@ def main() -> int:
     bench = Bench(args, QUICK if args.quick else FULL)
     t0 = time.perf_counter()
     bench.setup()
+    bench.wait_for_old_namespaces()
     bench.start_operator()
     try:
         results = asyncio.run(bench.run())

@@ -229,6 +229,8 @@ class Controller:
         except ApiError as err:
             if err.status == 404:
                 return  # the run is gone; its DELETED event clears the cache
+            if err.status == 403 and "being terminated" in err.message:
+                return  # its namespace is being deleted, and the run with it: nothing left to converge
             self._retry_later(key, err)
         except Exception as err:  # never let one object take the operator down
             logger.exception("reconcile %s/%s failed", *key)
