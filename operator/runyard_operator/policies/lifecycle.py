@@ -7,17 +7,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from runyard.api import Phase
 from runyard_operator.observe import JobView, PodView, Termination
 from runyard_operator.policies import conditions as cond
 
-PENDING = "Pending"
-QUEUED = "Queued"
-STARTING = "Starting"
-RUNNING = "Running"
-RESTARTING = "Restarting"
-SUSPENDED = "Suspended"
-SUCCEEDED = "Succeeded"
-FAILED = "Failed"
+# The API's Phase enum is the one list of phases; plain str aliases keep status dicts JSON-ready.
+PENDING: str = Phase.PENDING.value
+QUEUED: str = Phase.QUEUED.value
+STARTING: str = Phase.STARTING.value
+RUNNING: str = Phase.RUNNING.value
+RESTARTING: str = Phase.RESTARTING.value
+SUSPENDED: str = Phase.SUSPENDED.value
+SUCCEEDED: str = Phase.SUCCEEDED.value
+FAILED: str = Phase.FAILED.value
 TERMINAL = frozenset({SUCCEEDED, FAILED})
 
 REASON_DEADLINE = "DeadlineExceeded"
