@@ -20,6 +20,7 @@ from runyard_operator import metrics
 from runyard_operator.k8s import ApiError, Kube
 from runyard_operator.observe import JobView, PodView, summarize_job, summarize_pod
 from runyard_operator.plugins import PluginContext, RunPlugin
+from runyard_operator.policies import conditions as cond
 from runyard_operator.policies import lifecycle as lc
 from runyard_operator.workqueue import WorkQueue
 
@@ -412,8 +413,6 @@ class Controller:
     async def _mark_invalid(
         self, body: dict[str, Any], previous: Mapping[str, Any], err: ValidationError, now: datetime
     ) -> None:
-        from runyard_operator.policies import conditions as cond
-
         problems = "; ".join(
             f"spec.{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}"
             if e["loc"] and e["loc"][0] == "spec"

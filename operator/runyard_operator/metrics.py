@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 
 from aiohttp import web
 from prometheus_client import (
@@ -95,7 +95,7 @@ def register_collector(collector: Collector) -> None:
 class HealthServer:
     """Serves /metrics, /healthz (the loop answers) and /readyz (watches started and caches primed)."""
 
-    def __init__(self, port: int, ready: asyncio.Event, extra: Mapping[str, Callable[[], str]] | None = None) -> None:
+    def __init__(self, port: int, ready: asyncio.Event) -> None:
         self._port = port
         self._ready = ready
         self._runner: web.AppRunner | None = None
