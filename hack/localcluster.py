@@ -292,16 +292,23 @@ def alive(pid: int, exe: str) -> bool:
     return cmdline == exe or (not cmdline and Path(exe).name.startswith(stat.split("(", 1)[1].split(")")[0]))
 
 
+# The cluster outlives this process; keeping the Popen objects referenced stops the
+# garbage collector from warning "subprocess still running" when `up` is called in-process
+# (the test session does that on a clean machine).
+_SPAWNED: list[subprocess.Popen[bytes]] = []
+
+
 def start(name: str, argv: list[str], paths: Paths) -> int:
-    out = open(paths.logs / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
-    proc = subprocess.Popen(
-        argv,
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-        cwd=paths.state,
-    )
+    with open(paths.logs / f"{name}.log", "ab") as out:
+        proc = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=paths.state,
+        )
+    _SPAWNED.append(proc)
     return proc.pid
 
 
@@ -536,6 +543,10 @@ def down(quiet: bool = False) -> None:
             if pid and alive(pid, str(binary(name))):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+        for proc in _SPAWNED:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+        _SPAWNED.clear()
         if not quiet:
             log("stopped " + ", ".join(f"{n}({p})" for n, p in pids.items()))
     elif not quiet:
