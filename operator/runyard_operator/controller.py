@@ -336,7 +336,8 @@ class Controller:
 
     async def _create_or_adopt(self, obj: Mapping[str, Any], uid: str) -> dict[str, Any]:
         try:
-            return await self.kube.create(obj)
+            # Only a Job's answer feeds the cache (before its watch event arrives); the rest need no decoding.
+            return await self.kube.create(obj, decode=obj["kind"] == "Job")
         except ApiError as err:
             if err.status != 409:
                 raise

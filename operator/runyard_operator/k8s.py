@@ -8,13 +8,15 @@ import logging
 import os
 import secrets
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 from kubernetes_asyncio import client as kclient
 from kubernetes_asyncio import config as kconfig
-from kubernetes_asyncio.client.exceptions import ApiException
 
 from runyard import constants as c
 from runyard_operator import metrics
@@ -33,7 +35,7 @@ _KINDS: dict[str, tuple[str, str]] = {
     "Lease": ("/apis/coordination.k8s.io/v1", "leases"),
     c.KIND: (f"/apis/{c.API_VERSION}", c.PLURAL),
 }
-_RESPONSE_TYPES = {200: "object", 201: "object", 202: "object"}
+REQUEST_TIMEOUT = 60.0  # seconds for one call, as kopf's own requests (settings.networking.request_timeout)
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 
@@ -80,12 +82,35 @@ def _path(kind: str, namespace: str | None, name: str | None = None, sub: str | 
     return path
 
 
+def env_proxy_for(url: str) -> str | None:
+    """The proxy the environment (HTTPS_PROXY, NO_PROXY...) names for the apiserver, resolved once at start-up."""
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if not host or urllib.request.proxy_bypass(host):
+        return None
+    proxies = urllib.request.getproxies()
+    return proxies.get(urllib.parse.urlsplit(url).scheme or "https")
+
+
+def _distrust_env(api: kclient.ApiClient) -> None:
+    """Stop aiohttp from re-reading proxy variables and ~/.netrc in a worker thread on every request.
+
+    kubernetes_asyncio opens its session with trust_env=True; under a burst those two thread hops per request
+    cost more CPU than the requests themselves (py-spy, bench/RESULTS.md). The proxy is resolved once instead
+    (`env_proxy_for`) and passed explicitly with each request.
+    """
+    session = api.rest_client.pool_manager
+    if hasattr(session, "_trust_env"):
+        session._trust_env = False
+
+
 class Kube:
     """Async JSON access to the objects the operator owns."""
 
     def __init__(self, api: kclient.ApiClient, qps: float = 50.0, burst: int = 100) -> None:
         self._api = api
         self._bucket = TokenBucket(qps, burst)
+        self._host = str(api.configuration.host).rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
 
     @classmethod
     async def connect(cls, qps: float = 50.0, burst: int = 100) -> Kube:
@@ -96,7 +121,11 @@ class Kube:
             await kconfig.load_kube_config(client_configuration=configuration)
         # One connection per concurrent request; aiohttp's default pool of 100 is plenty for our QPS.
         configuration.connection_pool_maxsize = max(16, burst)
-        return cls(kclient.ApiClient(configuration), qps, burst)
+        if configuration.proxy is None:
+            configuration.proxy = env_proxy_for(configuration.host or "")
+        api = kclient.ApiClient(configuration)
+        _distrust_env(api)
+        return cls(api, qps, burst)
 
     async def close(self) -> None:
         await self._api.close()
@@ -112,32 +141,57 @@ class Kube:
         sub: str | None = None,
         query: Mapping[str, str] | None = None,
         content_type: str = "application/json",
+        decode: bool = True,
     ) -> dict[str, Any]:
+        """One API call; the answer is decoded only when `decode` (a create's echo is often not needed).
+
+        kubernetes_asyncio supplies the connection (TLS, proxy) and the credentials (refreshed tokens included);
+        the request itself skips its generic model layer, which walked every body twice in Python and was a
+        sixth of the operator's CPU under a burst (bench/RESULTS.md).
+        """
         await self._bucket.take()
         resource = _KINDS[kind][1] + (f"/{sub}" if sub else "")
         metrics.API_REQUESTS.labels(verb.lower(), resource).inc()
+        headers = {"Content-Type": content_type, "Accept": "application/json"}
+        await self._api.update_params_for_auth(headers, [], ["BearerToken"])
+        url = self._host + _path(kind, namespace, name, sub)
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        rest = self._api.rest_client
+        extra: dict[str, Any] = {}
+        if rest.proxy:
+            extra["proxy"] = rest.proxy
+        if rest.server_hostname:
+            extra["server_hostname"] = rest.server_hostname
+        data = json.dumps(body, separators=(",", ":")).encode() if body is not None else None
         try:
-            result = await self._api.call_api(
-                _path(kind, namespace, name, sub),
-                verb,
-                query_params=list((query or {}).items()),
-                header_params={"Content-Type": content_type, "Accept": "application/json"},
-                body=body,
-                response_types_map=_RESPONSE_TYPES,
-                auth_settings=["BearerToken"],
-                _return_http_data_only=True,
-            )
-        except ApiException as exc:
-            metrics.API_ERRORS.labels(verb.lower(), resource, str(exc.status)).inc()
-            raise _api_error(exc) from None
+            async with rest.pool_manager.request(
+                verb, url, data=data, headers=headers, timeout=self._timeout, **extra
+            ) as resp:
+                raw = await resp.read()
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            metrics.API_ERRORS.labels(verb.lower(), resource, "0").inc()
+            raise ApiError(0, type(exc).__name__, str(exc) or "connection failed") from None
+        if status >= 400:
+            metrics.API_ERRORS.labels(verb.lower(), resource, str(status)).inc()
+            raise _api_error(status, raw)
+        if not decode or not raw:
+            return {}
+        result = json.loads(raw)
         return result if isinstance(result, dict) else {}
 
     # --- children ------------------------------------------------------------------------------------
 
-    async def create(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+    async def create(self, obj: Mapping[str, Any], decode: bool = True) -> dict[str, Any]:
         meta = obj["metadata"]
         return await self.request(
-            "POST", obj["kind"], meta.get("namespace"), body=obj, query={"fieldManager": c.FIELD_MANAGER}
+            "POST",
+            obj["kind"],
+            meta.get("namespace"),
+            body=obj,
+            query={"fieldManager": c.FIELD_MANAGER},
+            decode=decode,
         )
 
     async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
@@ -156,6 +210,7 @@ class Kube:
                 namespace,
                 name,
                 body={"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": propagation},
+                decode=False,
             )
         except ApiError as err:
             if err.status != 404:
@@ -199,17 +254,17 @@ class Kube:
             "count": 1,
         }
         try:
-            await self.request("POST", "Event", meta["namespace"], body=event)
+            await self.request("POST", "Event", meta["namespace"], body=event, decode=False)
         except ApiError as err:  # events are best effort: never fail a reconcile because of one
             logger.warning("could not post event %s for %s/%s: %s", reason, meta["namespace"], meta["name"], err)
 
 
-def _api_error(exc: ApiException) -> ApiError:
-    message, reason = str(exc.reason or ""), str(exc.reason or "")
+def _api_error(status: int, raw: bytes) -> ApiError:
+    message = reason = raw[:200].decode("utf-8", "replace")
     try:
-        status = json.loads(exc.body or b"{}")
-        message = str(status.get("message", message))
-        reason = str(status.get("reason", reason))
-    except (ValueError, TypeError):
+        body = json.loads(raw or b"{}")
+        message = str(body.get("message", message))
+        reason = str(body.get("reason", reason))
+    except (ValueError, TypeError, AttributeError):
         pass
-    return ApiError(int(exc.status or 0), reason, message)
+    return ApiError(status, reason, message)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -110,25 +110,9 @@ class EndpointDiscovery:
 
 
 async def list_endpoint_slices(kube: Any, namespace: str, service: str) -> dict[str, Any]:
-    """EndpointSlices of one Service through the operator's Kube door (raw call when its kind table lacks them)."""
+    """EndpointSlices of one Service through the operator's Kube door."""
     query = {"labelSelector": f"kubernetes.io/service-name={service}"}
-    try:
-        result = await kube.request("GET", "EndpointSlice", namespace, query=query)
-        return dict(result)
-    except KeyError:
-        pass
-    # k8s.Kube only knows the kinds the core lifecycle touches; until EndpointSlice is added there, call its client.
-    api = kube._api
-    result = await api.call_api(
-        f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices",
-        "GET",
-        query_params=list(query.items()),
-        header_params={"Accept": "application/json"},
-        response_types_map={200: "object"},
-        auth_settings=["BearerToken"],
-        _return_http_data_only=True,
-    )
-    return dict(result) if isinstance(result, Mapping) else {}
+    return dict(await kube.request("GET", "EndpointSlice", namespace, query=query))
 
 
 class ScrapeSource:

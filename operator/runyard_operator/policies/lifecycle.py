@@ -22,6 +22,10 @@ SUCCEEDED: str = Phase.SUCCEEDED.value
 FAILED: str = Phase.FAILED.value
 TERMINAL = frozenset({SUCCEEDED, FAILED})
 
+# Phases on the way in are visible in status and conditions only: an Event each would double a burst's writes
+# (bench/RESULTS.md) while telling `kubectl describe` nothing the phase column does not.
+_QUIET_PHASES = frozenset({PENDING, QUEUED, STARTING})
+
 REASON_DEADLINE = "DeadlineExceeded"
 REASON_BACKOFF = "BackoffLimitExceeded"
 REASON_UNSCHEDULABLE = "Unschedulable"
@@ -267,7 +271,12 @@ def decide(
         if facts.ttl_seconds_after_finished is not None:
             decision.requeue_at = now + timedelta(seconds=facts.ttl_seconds_after_finished)
         decision.events.append(("Normal" if phase == SUCCEEDED else "Warning", phase, message))
-    elif phase != prev_phase and phase != RESTARTING:
+    elif (
+        phase != prev_phase
+        and phase != RESTARTING
+        and (phase == RUNNING or (prev_phase and phase not in _QUIET_PHASES))
+    ):
+        # A run's first status (often Suspended, for a queue-managed run) is not news either; Running always is.
         decision.events.append(("Normal", phase, message))
     status["conditions"] = cond.compute(previous.get("conditions") or [], phase, reason, message, facts.generation, now)
     return decision

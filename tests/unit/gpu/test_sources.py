@@ -97,22 +97,6 @@ def test_endpoint_slice_discovery() -> None:
     assert kube.calls == 2
 
 
-def test_endpoint_slice_discovery_raw_fallback() -> None:
-    class Api:
-        async def call_api(self, path: str, verb: str, **kw: Any) -> dict[str, Any]:
-            assert path == "/apis/discovery.k8s.io/v1/namespaces/gpu-operator/endpointslices"
-            return {"items": [{"ports": [{"port": 1}], "endpoints": [{"addresses": ["1.2.3.4"], "nodeName": "n0"}]}]}
-
-    class OldKube:
-        _api = Api()
-
-        async def request(self, verb: str, kind: str, *a: Any, **kw: Any) -> dict[str, Any]:
-            raise KeyError(kind)  # k8s.Kube's kind table without EndpointSlice
-
-    discovery = EndpointDiscovery(GPUMetricsConfig().dcgm, OldKube())
-    assert asyncio.run(discovery.urls(["n0"])) == {"n0": "http://1.2.3.4:1/metrics"}
-
-
 def test_prometheus_source_queries_and_parses() -> None:
     queries: list[str] = []
 

@@ -288,3 +288,16 @@ def test_conditions_keep_transition_times_and_foreign_types() -> None:
     by_type = {c["type"]: c for c in second}
     assert by_type["Running"]["lastTransitionTime"] == lc.fmt_time(NOW)
     assert by_type["GPUsIdle"] == foreign
+
+
+def test_events_mark_start_suspension_and_end_not_the_way_in() -> None:
+    suspended = replace(FACTS, suspend=True)
+    created = lc.decide(suspended, {}, [], [], NOW)
+    assert created.status["phase"] == "Suspended" and not created.events  # a run's first status is not news
+    pending = lc.decide(FACTS, {}, [job(active=0, ready=0)], [pod(0, "Pending", node="")], NOW)
+    assert pending.status["phase"] in ("Pending", "Starting") and not pending.events
+    running = lc.decide(FACTS, {}, [job()], [pod(0), pod(1)], NOW)
+    assert running.status["phase"] == "Running"
+    assert [e[1] for e in running.events] == ["Running"]  # Running is news even as the first status
+    paused = lc.decide(suspended, running.status, [job()], [pod(0), pod(1)], NOW)
+    assert paused.status["phase"] == "Suspended" and [e[1] for e in paused.events] == ["Suspended"]

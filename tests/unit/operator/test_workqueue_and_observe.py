@@ -55,6 +55,52 @@ def test_timer_wakes_a_key_once() -> None:
     assert len(calls) == 1
 
 
+def test_fresh_events_go_before_fired_timers_and_promote_them() -> None:
+    order: list[str] = []
+
+    async def reconcile(key: str) -> None:
+        order.append(key)
+
+    async def main() -> None:
+        queue: WorkQueue[str] = WorkQueue(reconcile, workers=1)
+        now = time.monotonic()
+        for key in ("t1", "t2", "t3"):
+            queue.add_at(key, now)
+        queue.start()  # the timer loop moves t1..t3 to the later lane before the worker runs
+        await asyncio.sleep(0)
+        for key in ("e1", "e2", "t3"):
+            queue.add(key)  # t3 gets an event too: promoted, reconciled once, with the events
+        assert len(queue) == 5
+        await asyncio.sleep(0.05)
+        await queue.stop()
+
+    asyncio.run(main())
+    assert order == ["e1", "e2", "t3", "t1", "t2"]
+
+
+def test_a_deferred_key_ages_past_a_busy_event_lane() -> None:
+    order: list[str] = []
+    queues: list[WorkQueue[str]] = []
+
+    async def reconcile(key: str) -> None:
+        order.append(key)
+        if key.startswith("e") and len(order) < 40:
+            queues[0].add(f"e{len(order)}")  # the event lane never drains on its own
+        await asyncio.sleep(0.002)
+
+    async def main() -> None:
+        queue: WorkQueue[str] = WorkQueue(reconcile, workers=1, max_defer=0.02)
+        queues.append(queue)
+        queue.add("e0")
+        queue.add_at("timer", time.monotonic())
+        queue.start()
+        await asyncio.sleep(0.3)
+        await queue.stop()
+
+    asyncio.run(main())
+    assert "timer" in order and order.index("timer") < 39
+
+
 def test_summaries_of_real_objects() -> None:
     job = summarize_job(
         {
