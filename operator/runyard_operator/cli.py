@@ -113,7 +113,9 @@ async def run_operator(args: argparse.Namespace) -> None:
 
     config = load_config(args.config or None)
     namespaces = args.namespace or [n for n in _env("NAMESPACES", "").split(",") if n]
-    kube = await Kube.connect(qps=args.qps, burst=args.burst)
+    # Each worker sends at most a few requests at once (a run's children go out together); more connections
+    # than that only cost TLS buffers here and in the apiserver.
+    kube = await Kube.connect(qps=args.qps, burst=args.burst, connections=2 * args.workers + 16)
     controller = Controller(
         kube,
         plugins=build_plugins(config),
@@ -196,6 +198,9 @@ def _ssh_keygen() -> tuple[str, str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # kopf imports the synchronous kubernetes client whenever it is installed (the runyard SDK brings it) only to
+    # recognise its model classes, which the operator never hands it; blocking it saves ~45 MB per process.
+    sys.modules.setdefault("kubernetes", None)  # type: ignore[arg-type]
     args = build_parser().parse_args(argv)
     configure_logging(args.log_format, args.log_level)
     with contextlib.suppress(KeyboardInterrupt):

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
+import ctypes
+import gc
+import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -32,11 +36,35 @@ RunKey = tuple[str, str]  # (namespace, name)
 _META_FIELDS = ("name", "namespace", "uid", "generation", "labels", "annotations")
 
 
+class CachedRun:
+    """A run as the cache keeps it: its body as compact JSON plus the few fields read without a reconcile.
+
+    A decoded body costs about 8 KB of Python objects, its JSON about 2 KB; at 10,000 runs that difference is
+    most of the operator's memory (bench/RESULTS.md). A reconcile decodes its own fresh, mutable copy.
+    """
+
+    __slots__ = ("_raw", "deleting", "framework", "phase", "rv", "uid")
+
+    def __init__(self, body: Mapping[str, Any]) -> None:
+        compact = _compact(body)
+        self._raw = json.dumps(compact, separators=(",", ":")).encode()
+        meta = compact.get("metadata") or {}
+        self.uid = str(meta.get("uid") or "")
+        self.rv = _rv(compact)
+        self.deleting = bool(meta.get("deletionTimestamp"))
+        self.phase = str((compact.get("status") or {}).get("phase") or "")
+        self.framework = str((compact.get("spec") or {}).get("framework"))
+
+    def body(self) -> dict[str, Any]:
+        result: dict[str, Any] = json.loads(self._raw)
+        return result
+
+
 @dataclass
 class RunCache:
     """Latest bodies of runs and summaries of their children, fed by watch events."""
 
-    runs: dict[RunKey, dict[str, Any]] = field(default_factory=dict)
+    runs: dict[RunKey, CachedRun] = field(default_factory=dict)
     uid_to_key: dict[str, RunKey] = field(default_factory=dict)
     jobs: dict[str, dict[str, JobView]] = field(default_factory=dict)
     pods: dict[str, dict[str, PodView]] = field(default_factory=dict)
@@ -75,6 +103,22 @@ def _compact(body: Mapping[str, Any]) -> dict[str, Any]:
     meta.pop("managedFields", None)
     out["metadata"] = meta
     return out
+
+
+# After a burst drains, hand the burst's transient buffers back to the OS (see release_memory).
+_TRIM_AFTER_RECONCILES = 1000
+_TRIM_QUIET_SECONDS = 5.0
+
+
+def release_memory() -> None:
+    """Collect cycles and return free heap pages to the OS (glibc); a no-op where malloc_trim does not exist.
+
+    A burst leaves tens of MB of freed response and event buffers in the C heap, which glibc keeps mapped;
+    without this, RSS shows the burst's high-water mark for the life of the process.
+    """
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def run_facts(run: TrainingRun) -> lc.RunFacts:
@@ -146,6 +190,8 @@ class Controller:
         self.coalesce_seconds = coalesce_seconds
         self._first_seen: dict[RunKey, float] = {}
         self._last_write: dict[RunKey, float] = {}
+        self._since_trim = 0
+        self._trim_timer: asyncio.TimerHandle | None = None
         metrics.register_collector(metrics.RunsByPhase(self._phases))
 
     # --- cache feeding (called from the kopf event handlers; never block) --------------------------------
@@ -163,13 +209,9 @@ class Controller:
             self.cache.created.pop(uid, None)
             return
         current = self.cache.runs.get(key)
-        if (
-            current is not None
-            and current.get("metadata", {}).get("uid") == meta.get("uid")
-            and _rv(current) > _rv(body)
-        ):
+        if current is not None and current.uid == meta.get("uid") and current.rv > _rv(body):
             return  # our own write already put a newer version in the cache
-        self.cache.runs[key] = _compact(body)
+        self.cache.runs[key] = CachedRun(body)
         self.cache.uid_to_key[meta.get("uid", "")] = key
         self.queue.add(key)
 
@@ -194,7 +236,8 @@ class Controller:
     def plugin_context(self) -> PluginContext:
         return PluginContext(
             kube=self.kube,
-            runs=lambda: list(self.cache.runs.items()),
+            # decoded one at a time as a plugin iterates, so a sweep never holds every body at once
+            runs=lambda: ((key, run.body()) for key, run in list(self.cache.runs.items())),
             pods_of=lambda uid: list(self.cache.pods.get(uid, {}).values()),
             reconcile=self.queue.add,
         )
@@ -209,20 +252,15 @@ class Controller:
             await plugin.stop()
 
     def _phases(self) -> list[tuple[str, str]]:
-        return [
-            (
-                str((b.get("status") or {}).get("phase") or "Pending"),
-                str((b.get("spec") or {}).get("framework")),
-            )
-            for b in self.cache.runs.values()
-        ]
+        return [(run.phase or "Pending", run.framework) for run in self.cache.runs.values()]
 
     # --- reconcile ---------------------------------------------------------------------------------------
 
     async def reconcile(self, key: RunKey) -> None:
-        body = self.cache.runs.get(key)
-        if body is None:
+        cached = self.cache.runs.get(key)
+        if cached is None:
             return
+        body = cached.body()
         started = time.perf_counter()
         try:
             await self._reconcile(key, body)
@@ -239,6 +277,15 @@ class Controller:
         finally:
             metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
             metrics.QUEUE_DEPTH.set(len(self.queue))
+            self._since_trim += 1
+            if not len(self.queue) and self._since_trim >= _TRIM_AFTER_RECONCILES and self._trim_timer is None:
+                self._trim_timer = asyncio.get_running_loop().call_later(_TRIM_QUIET_SECONDS, self._trim_if_quiet)
+
+    def _trim_if_quiet(self) -> None:
+        self._trim_timer = None
+        if not len(self.queue):
+            self._since_trim = 0
+            release_memory()
 
     def _retry_later(self, key: RunKey, err: Exception) -> None:
         metrics.RECONCILE_ERRORS.inc()

@@ -43,6 +43,8 @@ def register(registry: kopf.OperatorRegistry, controller: Controller, namespaced
         # Server-side label selectors: never stream Jobs and Pods that Runyard does not own.
         settings.watching.label_selectors["batch", "jobs"] = CHILD_SELECTOR
         settings.watching.label_selectors["v1", "pods"] = CHILD_SELECTOR
+        # Paginated initial lists: a restart with 10,000 runs present never holds one giant list response.
+        settings.watching.chunk_size = 500
         settings.networking.request_timeout = 60
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330

@@ -113,14 +113,13 @@ class Kube:
         self._timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
 
     @classmethod
-    async def connect(cls, qps: float = 50.0, burst: int = 100) -> Kube:
+    async def connect(cls, qps: float = 50.0, burst: int = 100, connections: int = 100) -> Kube:
         configuration = kclient.Configuration()
         if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
             kconfig.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         else:
             await kconfig.load_kube_config(client_configuration=configuration)
-        # One connection per concurrent request; aiohttp's default pool of 100 is plenty for our QPS.
-        configuration.connection_pool_maxsize = max(16, burst)
+        configuration.connection_pool_maxsize = max(16, connections)
         if configuration.proxy is None:
             configuration.proxy = env_proxy_for(configuration.host or "")
         api = kclient.ApiClient(configuration)
@@ -256,6 +255,8 @@ class Kube:
         try:
             await self.request("POST", "Event", meta["namespace"], body=event, decode=False)
         except ApiError as err:  # events are best effort: never fail a reconcile because of one
+            if err.status == 403 and "being terminated" in err.message:
+                return  # the namespace goes, and the run's events with it
             logger.warning("could not post event %s for %s/%s: %s", reason, meta["namespace"], meta["name"], err)
 
 
