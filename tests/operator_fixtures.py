@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -111,11 +112,30 @@ def crd(cluster: Cluster) -> None:
     cluster.kubectl("wait", "--for=condition=Established", "crd/trainingruns.runyard.dev", "--timeout=60s")
 
 
+# The session operator, once a test has asked for it: tests that run their own cluster-wide operator pause it.
+_SESSION_OPERATOR: list[OperatorProcess] = []
+
+
+@contextlib.contextmanager
+def session_operator_paused() -> Iterator[None]:
+    """Stop the session operator (if one runs) for the block, so a test's own operator does not race it."""
+    running = [p for p in _SESSION_OPERATOR if p.proc is not None and p.proc.poll() is None]
+    for proc in running:
+        proc.stop()
+    try:
+        yield
+    finally:
+        for proc in running:
+            proc.start()
+
+
 @pytest.fixture(scope="session")
 def operator(cluster: Cluster, crd: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
     proc = OperatorProcess(cluster.kubeconfig, tmp_path_factory.mktemp("operator"))
     proc.start()
+    _SESSION_OPERATOR.append(proc)
     yield proc
+    _SESSION_OPERATOR.remove(proc)
     proc.stop()
 
 

@@ -32,6 +32,7 @@ from tests.e2e.conftest import (
     short_id,
 )
 from tests.operator.conftest import OperatorProcess, Runs, training_run, wait_until
+from tests.operator_fixtures import session_operator_paused
 from tests.unit.helm.chart import CHART
 
 # --- cluster-wide mode: one release and one operator (as its ServiceAccount) for TestClusterWide ------------------------
@@ -62,11 +63,12 @@ def chart_operator(
         operator = OperatorProcess(
             kubeconfig, tmp, extra_args=["--config", str(tmp / "config.yaml")], env={"HOSTNAME": instance}
         )
-        operator.start()
-        try:
-            yield ChartOperator(release, operator, instance)
-        finally:
-            operator.stop()
+        with session_operator_paused():
+            operator.start()
+            try:
+                yield ChartOperator(release, operator, instance)
+            finally:
+                operator.stop()
     finally:
         release.uninstall()
         delete_namespace(api, namespace)
@@ -352,29 +354,30 @@ def test_namespaced_mode_with_roles_only(
         )
         instance = f"helm-ns-{uuid.uuid4().hex[:8]}"
         operator = OperatorProcess(kubeconfig, tmp_path, extra_args=["-n", namespace], env={"HOSTNAME": instance})
-        operator.start()
-        try:
-            runs = Runs(api, namespace)
-            # With -n the operator disables kopf's cluster scans (settings.scanning.disabled), so the Roles suffice
-            # from the first second: no forbidden namespace/CRD list may appear in its log.
-            started = time.monotonic()
-            runs.create(training_run("scoped", replicas={"node": 2}))
-            runs.create(training_run("scoped-mpi", "mpi", {"launcher": 1, "worker": 1}))
-            runs.wait_phase("scoped", "Succeeded", timeout=90)
-            runs.wait_phase("scoped-mpi", "Succeeded", timeout=60)
-            print(f"namespaced runs done {time.monotonic() - started:.0f}s after the operator was ready")
-            assert runs.core.read_namespaced_secret("scoped-mpi-mpi-ssh", namespace)
-            assert_done_by(runs, "scoped-mpi", operator, instance, allow=KOPF_SCANNING_URLS)
-            assert_done_by(runs, "scoped", operator, instance, allow=KOPF_SCANNING_URLS)
-            ok = authorized_requests(operator)
-            needed = [("post", "jobs"), ("post", "services"), ("post", "configmaps"), ("post", "secrets")]
-            needed.append(("patch", "trainingruns/status"))
-            missing = [f"{verb} {res}" for verb, res in needed if not ok.get((verb, res))]
-            if missing and FOREIGN_OPERATORS:
-                pytest.skip(f"{missing} never succeeded: operator(s) {sorted(FOREIGN_OPERATORS)} won every race")
-            assert missing == [], f"the namespaced operator never completed {missing}: {ok}"
-        finally:
-            operator.stop()
+        with session_operator_paused():
+            operator.start()
+            try:
+                runs = Runs(api, namespace)
+                # With -n the operator disables kopf's cluster scans (settings.scanning.disabled), so the Roles suffice
+                # from the first second: no forbidden namespace/CRD list may appear in its log.
+                started = time.monotonic()
+                runs.create(training_run("scoped", replicas={"node": 2}))
+                runs.create(training_run("scoped-mpi", "mpi", {"launcher": 1, "worker": 1}))
+                runs.wait_phase("scoped", "Succeeded", timeout=90)
+                runs.wait_phase("scoped-mpi", "Succeeded", timeout=60)
+                print(f"namespaced runs done {time.monotonic() - started:.0f}s after the operator was ready")
+                assert runs.core.read_namespaced_secret("scoped-mpi-mpi-ssh", namespace)
+                assert_done_by(runs, "scoped-mpi", operator, instance, allow=KOPF_SCANNING_URLS)
+                assert_done_by(runs, "scoped", operator, instance, allow=KOPF_SCANNING_URLS)
+                ok = authorized_requests(operator)
+                needed = [("post", "jobs"), ("post", "services"), ("post", "configmaps"), ("post", "secrets")]
+                needed.append(("patch", "trainingruns/status"))
+                missing = [f"{verb} {res}" for verb, res in needed if not ok.get((verb, res))]
+                if missing and FOREIGN_OPERATORS:
+                    pytest.skip(f"{missing} never succeeded: operator(s) {sorted(FOREIGN_OPERATORS)} won every race")
+                assert missing == [], f"the namespaced operator never completed {missing}: {ok}"
+            finally:
+                operator.stop()
     finally:
         release.uninstall()
 
