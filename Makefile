@@ -8,6 +8,7 @@ BIN       := $(VENV)/bin
 PYTHON    := $(BIN)/python
 KUBECONFIG_FILE := $(CURDIR)/.cluster/kubeconfig
 NODES     ?= 4
+REAL_NODES ?= 0
 export RUNYARD_CACHE ?= $(HOME)/.cache/runyard
 
 ##@ Setup
@@ -58,11 +59,11 @@ test-unit: install ## Fast tests: no cluster needed
 	$(BIN)/pytest -m "not cluster" -q || [ $$? -eq 5 ]
 
 .PHONY: test-cluster
-test-cluster: install binaries ## Tests against the local control plane (started on demand)
+test-cluster: install binaries images ## Tests against the local control plane (started on demand)
 	$(BIN)/pytest -m cluster -q || [ $$? -eq 5 ]
 
 .PHONY: test
-test: install binaries ## Everything: lint, verify, unit and cluster tests
+test: install binaries images ## Everything: lint, verify, unit and cluster tests (with the real node)
 	$(MAKE) lint
 	$(MAKE) verify
 	$(BIN)/pytest -q || [ $$? -eq 5 ]
@@ -74,8 +75,14 @@ binaries: ## Build etcd, kube-apiserver/controller-manager/scheduler, kwok, helm
 	hack/build-s3-server.sh
 
 .PHONY: cluster-up
-cluster-up: install binaries ## Start the local control plane with NODES fake GPU nodes (no-op if running)
-	NODES=$(NODES) $(PYTHON) hack/localcluster.py up
+cluster-up: install binaries ## Start the local control plane with NODES fake GPU nodes, REAL_NODES=1 adds a real kubelet node
+	@if [ "$(REAL_NODES)" != 0 ]; then $(MAKE) --no-print-directory images; fi
+	NODES=$(NODES) REAL_NODES=$(REAL_NODES) $(PYTHON) hack/localcluster.py up
+
+.PHONY: images
+images: install ## Build the real node's images (pause, examples, runyard) from Debian packages; import them into a running node
+	$(PYTHON) hack/images.py build
+	$(PYTHON) hack/localcluster.py import-images
 
 .PHONY: cluster-down
 cluster-down: ## Stop exactly the processes cluster-up started and remove the state

