@@ -8,6 +8,7 @@ Images (docker-archive layouts under $RUNYARD_CACHE/images, imported with `ctr i
 | registry.k8s.io/pause:3.10         | a static pause binary built from hack/images/pause.c                   |
 | localhost/runyard/examples:dev     | Debian base (python3, OpenMPI, sshd) + examples-requirements.txt + SDK and examples/ |
 | localhost/runyard/runyard:dev      | Debian base + the operator's dependencies + SDK and operator (operator, artifact sync sidecar, GPU agent) |
+| localhost/runyard/debian:dev       | the Debian base alone, running as root like most public images (security-context tests)      |
 
 The Debian base comes from mmdebstrap (Debian's mirror); Python packages are installed with pip --target from the
 dev venv's pip, so pip's cache serves the large wheels. Every layer is keyed by a hash of its inputs and rebuilt only
@@ -277,14 +278,16 @@ class Image:
 
 def images(only: set[str] | None = None) -> list[Image]:
     """The images, built as needed (each layer cached by a hash of its inputs)."""
-    want = only or {"pause", "examples", "runyard"}
+    want = only or {"pause", "examples", "runyard", "debian"}
     result: list[Image] = []
     if "pause" in want:
         result.append(Image("registry.k8s.io/pause:3.10", [pause_layer()], {"Entrypoint": ["/pause"], "User": "65535"}))
-    if want & {"examples", "runyard"}:
+    if want & {"examples", "runyard", "debian"}:
         base = base_layer()
         env = [f"PATH={PATH_ENV}", "PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1", "HOME=/home/runyard"]
         sdk_key = tree_digest([ROOT / "sdk"])
+    if "debian" in want:
+        result.append(Image("localhost/runyard/debian:dev", [base], {"Env": env[:1], "Cmd": ["bash"]}))
     if "examples" in want:
         reqs = HERE / "examples-requirements.txt"
         deps = pip_layer("examples-deps", digest(reqs.read_bytes(), base.key), ["-r", str(reqs)])
@@ -333,7 +336,9 @@ def _operator_requirements() -> list[str]:
 
     wanted: list[str] = []
     for project in (ROOT / "sdk" / "pyproject.toml", ROOT / "operator" / "pyproject.toml"):
-        deps = tomllib.loads(project.read_text())["project"]["dependencies"]
+        meta = tomllib.loads(project.read_text())["project"]
+        # The image runs the operator, the artifact sidecar and the GPU agent (the `agent` extra).
+        deps = [*meta["dependencies"], *meta.get("optional-dependencies", {}).get("agent", [])]
         wanted += [d for d in deps if not d.startswith("runyard")]
     names = [_req_name(d) for d in wanted]
     frozen = subprocess.run([str(PIP), "freeze"], capture_output=True, text=True, check=True).stdout.splitlines()
@@ -365,7 +370,7 @@ def built_archives() -> list[Path]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["build", "list"])
-    parser.add_argument("--only", action="append", choices=["pause", "examples", "runyard"])
+    parser.add_argument("--only", action="append", choices=["pause", "examples", "runyard", "debian"])
     args = parser.parse_args()
     if args.command == "build":
         for directory in build(set(args.only) if args.only else None):

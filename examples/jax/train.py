@@ -3,17 +3,23 @@
 `jax.distributed.initialize` reads JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID (set by Runyard,
 locally and in pods). Each process fits its shard; gradients are averaged over processes every step with a
 cross-process all-gather, so every process ends with the same weights. Without JAX_NUM_PROCESSES it runs alone.
+Every process logs `process_<i>/loss` into the run's tracker (`runyard.log_metrics`) and writes its weights into
+RUNYARD_ARTIFACT_DIR.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
+
+import runyard
 
 
 def main() -> int:
@@ -47,8 +53,12 @@ def main() -> int:
         w = w - 0.1 * g
         if step % 25 == 0 or step == steps - 1:
             print(f"process {pid}/{count}: step {step} loss {value:.5f}", flush=True)
+            runyard.log_metrics({f"process_{pid}/loss": value}, step=step)
     error = float(jnp.max(jnp.abs(w - true_w)))
     print(f"process {pid}/{count}: w={np.round(np.asarray(w), 3).tolist()} max error {error:.4f}", flush=True)
+    out = Path(os.environ.get("RUNYARD_ARTIFACT_DIR", ".")) / f"weights-{pid}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"process": pid, "w": np.asarray(w).tolist(), "max_error": error}))
     if num_processes > 1:
         jax.distributed.shutdown()  # type: ignore[no-untyped-call]
     return 0 if error < 0.05 else 1

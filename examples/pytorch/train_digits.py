@@ -9,13 +9,18 @@ also logs its own `rank_<r>/loss` and `rank_<r>/accuracy`, so one MLflow run hol
 only when MLFLOW_RUN_ID is set (Runyard sets it); each rank joins that run with `mlflow.start_run(run_id=...)`.
 
 Artifacts: rank 0 writes `$RUNYARD_ARTIFACT_DIR/checkpoints/epoch-<n>.pt` each epoch and `model.pt` at the end;
-`$RUNYARD_RESUME_FROM` (a checkpoint path) resumes after that checkpoint's epoch.
+`$RUNYARD_RESUME_FROM` (a checkpoint, a run's directory or store URI, resolved by `runyard.context()`) resumes after
+that checkpoint's epoch.
+
+Fault drill: with RUNYARD_EXAMPLE_KILL_AT_EPOCH=<n>, the last rank SIGKILLs itself when epoch <n> starts on the run's
+first attempt, which a Runyard gang restart recovers from the newest checkpoint.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +32,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
+
+import runyard
 
 
 def parse_args() -> argparse.Namespace:
@@ -88,8 +95,8 @@ def main() -> None:
     model: nn.Module = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9)
     first_epoch = 0
-    resume = os.environ.get("RUNYARD_RESUME_FROM")
-    if resume and Path(resume).is_file():
+    resume = runyard.context().resume_from_path()
+    if resume is not None and resume.is_file():
         state = torch.load(resume, map_location="cpu")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -101,7 +108,12 @@ def main() -> None:
     step = first_epoch * len(loader)
     print(f"rank {rank}/{world_size}: {len(loader)} steps per epoch, {args.epochs} epochs", flush=True)
 
+    kill_at = int(os.environ.get("RUNYARD_EXAMPLE_KILL_AT_EPOCH", "0"))
+    first_attempt = os.environ.get("RUNYARD_RESTART_ATTEMPT", "0") == "0"
     for epoch in range(first_epoch, args.epochs):
+        if kill_at and epoch + 1 == kill_at and first_attempt and rank == world_size - 1:
+            print(f"rank {rank}: fault drill, SIGKILL at the start of epoch {kill_at}", flush=True)
+            os.kill(os.getpid(), signal.SIGKILL)
         assert isinstance(loader.sampler, DistributedSampler)
         loader.sampler.set_epoch(epoch)
         ddp.train()

@@ -35,7 +35,13 @@ class MLflowConfig(_Model):
     username: SecretKeyRef | None = None
     password: SecretKeyRef | None = None
     token: SecretKeyRef | None = None
-    system_metrics: bool = Field(True, description="Enable MLflow system metrics in pods (per-rank node id).")
+    system_metrics: bool = Field(
+        False,
+        description=(
+            "Enable MLflow system metrics in pods (per-rank node id). Off by default: MLflow then refuses to start "
+            "a run in images without psutil, which would crash training code that never asked for it."
+        ),
+    )
     system_metrics_interval: int | None = Field(
         None, ge=1, description="MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL in pods (seconds); MLflow's default if unset."
     )

@@ -144,6 +144,7 @@ def run_facts(run: TrainingRun) -> lc.RunFacts:
             **({"reasons": frozenset(retry.reasons)} if retry.reasons is not None else {}),
         ),
         active_deadline_seconds=policy.active_deadline_seconds,
+        start_timeout_seconds=policy.start_timeout_seconds,
         ttl_seconds_after_finished=policy.ttl_seconds_after_finished,
         clean_pod_policy=str(policy.clean_pod_policy),
         suspend=policy.suspend,
@@ -359,7 +360,10 @@ class Controller:
             extra_env=tuple(extra_env),
             ssh_private_key=keys[0],
             ssh_public_key=keys[1],
-            resume_from=(status.get("artifacts") or {}).get("newestCheckpoint"),
+            # A restart's replicas resolve the newest checkpoint from the store themselves (RUNYARD_RESUME_FROM is
+            # the run's directory): the old replicas' sidecars upload their last checkpoint while they stop, after
+            # any status this reconcile could read.
+            resume_from=None,
         )
         created = self.cache.created.setdefault(uid, set())
         known_jobs = {j.name for j in self.cache.jobs.get(uid, {}).values()}

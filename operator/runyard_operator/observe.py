@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +19,12 @@ class Termination:
     exit_code: int
     reason: str
     message: str
+    finished_at: str = ""
+
+    @property
+    def signalled(self) -> bool:
+        """Killed by a signal (SIGKILL from the OOM killer, a node agent, a preemption): exit code 128 + signal."""
+        return self.exit_code >= 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +68,9 @@ class PodView:
     start_time: str
     reason: str
     message: str
+    # Why the main container is not running yet (ErrImagePull, CreateContainerConfigError...), when it says.
+    waiting_reason: str = ""
+    waiting_message: str = ""
 
 
 def _int(value: Any, default: int = 0) -> int:
@@ -98,6 +109,36 @@ def summarize_job(body: Mapping[str, Any]) -> JobView:
     )
 
 
+# torchrun (the PyTorch launch) exits 1 whatever killed its worker; with TORCHELASTIC_ERROR_FILE pointing at the
+# termination log it writes the first failure there, exit code included ("exitcode  : -9" for SIGKILL).
+_ELASTIC_EXITCODE = re.compile(r"exitcode\s*:\s*(-?\d+)")
+_ELASTIC_RANK = re.compile(r"rank\s*:\s*(\d+)")
+
+
+def elastic_failure(message: str) -> tuple[int, str] | None:
+    """(the worker's exit code as a shell reports it, a one-line summary) from torchrun's error file, if it is one.
+
+    A worker killed by signal N reports -N; as a container exit code that is 128 + N, so the retry policy treats a
+    rank killed by the OOM killer or a preemption under torchrun like one killed without it.
+    """
+    if '"message"' not in message or "exitcode" not in message:
+        return None
+    try:
+        body = json.loads(message)
+        text = str((body.get("message") or {}).get("message") or "")
+    except (ValueError, AttributeError):
+        text = message
+    found = _ELASTIC_EXITCODE.search(text)
+    if not found:
+        return None
+    code = int(found.group(1))
+    exit_code = 128 - code if code < 0 else code
+    rank = _ELASTIC_RANK.search(text)
+    where = f"rank {rank.group(1)}" if rank else "a worker"
+    detail = f"signal {-code}" if code < 0 else f"exit code {code}"
+    return exit_code, f"torchrun: {where} failed with {detail}"
+
+
 def _termination(status: Mapping[str, Any]) -> Termination | None:
     """The first container that ended badly, else the first that ended at all."""
     found: Termination | None = None
@@ -105,16 +146,32 @@ def _termination(status: Mapping[str, Any]) -> Termination | None:
         term = (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get("terminated")
         if not term:
             continue
+        exit_code = _int(term.get("exitCode"))
+        message = str(term.get("message", ""))
+        elastic = elastic_failure(message) if exit_code != 0 else None
+        if elastic:
+            exit_code, message = elastic
         view = Termination(
             container=str(cs.get("name", "")),
-            exit_code=_int(term.get("exitCode")),
+            exit_code=exit_code,
             reason=str(term.get("reason", "")),
-            message=str(term.get("message", ""))[:1024],
+            message=message[-1024:],
+            finished_at=str(term.get("finishedAt") or ""),
         )
         if view.exit_code != 0:
             return view
         found = found or view
     return found
+
+
+def _waiting(status: Mapping[str, Any]) -> tuple[str, str]:
+    """The first container (init containers first) waiting with a reason other than plain ContainerCreating."""
+    for cs in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        reason = str(waiting.get("reason") or "")
+        if reason and reason not in ("ContainerCreating", "PodInitializing"):
+            return reason, f"{cs.get('name', '')}: {waiting.get('message') or reason}"[:1024]
+    return "", ""
 
 
 def _gpus(spec: Mapping[str, Any]) -> int:
@@ -136,6 +193,7 @@ def summarize_pod(body: Mapping[str, Any]) -> PodView:
     if scheduled.get("status") == "False":
         unschedulable = f"{scheduled.get('reason', 'Unschedulable')}: {scheduled.get('message', '')}".strip()
     index = annotations.get(c.ANNOTATION_JOB_COMPLETION_INDEX, labels.get(c.LABEL_REPLICA_INDEX))
+    waiting = _waiting(status)
     return PodView(
         name=meta.get("name", ""),
         uid=meta.get("uid", ""),
@@ -153,4 +211,6 @@ def summarize_pod(body: Mapping[str, Any]) -> PodView:
         start_time=str(status.get("startTime") or ""),
         reason=str(status.get("reason") or ""),
         message=str(status.get("message") or "")[:1024],
+        waiting_reason=waiting[0],
+        waiting_message=waiting[1],
     )

@@ -1,18 +1,31 @@
 """The `runyard` command line; each command imports what it needs lazily so `runyard --help` stays fast.
 
-Exit codes: 0 ok, 1 the run failed, 2 usage or validation error, 3 not found, 4 timeout, 5 API error.
+Exit codes: 0 ok, 1 the run failed, 2 usage or validation error, 3 not found, 4 timeout, 5 API error (the cluster
+cannot be used: unusable kubeconfig or context, API server unreachable or refusing), 70 internal error (a bug).
+Every error is one line on stderr, `error: ...`; `_Group` turns exceptions into those lines and exit codes, in
+one place (`_report`), so commands just raise.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperGroup
+
+from runyard.exceptions import (
+    ClientError,
+    LocalRunError,
+    NotFoundError,
+    RunFailedError,
+    ValidationFailedError,
+    WaitTimeoutError,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -27,13 +40,100 @@ EXIT_USAGE = 2
 EXIT_NOT_FOUND = 3
 EXIT_TIMEOUT = 4
 EXIT_API = 5
+EXIT_INTERNAL = 70  # sysexits' EX_SOFTWARE
+
+# Typer raises click's exceptions: those of the click it vendors (newer typer) or of click itself (older).
+_click_errors: Any = sys.modules[typer.BadParameter.__module__]
+
+
+class CliError(Exception):
+    """An error a command reports as one line, `error: <message>`, and exits with `code`."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# Most specific first: the exit code of the first class the error is an instance of.
+EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
+    (RunFailedError, EXIT_RUN_FAILED),
+    (LocalRunError, EXIT_RUN_FAILED),
+    (ValidationFailedError, EXIT_USAGE),
+    (NotFoundError, EXIT_NOT_FOUND),
+    (WaitTimeoutError, EXIT_TIMEOUT),
+    (ClientError, EXIT_API),
+    (FileNotFoundError, EXIT_NOT_FOUND),
+    (NotADirectoryError, EXIT_NOT_FOUND),
+    (OSError, EXIT_USAGE),  # a path given on the command line: a directory, no permission...
+    (_click_errors.UsageError, EXIT_USAGE),
+)
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, _click_errors.UsageError):
+        ctx = exc.ctx
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        return f"{exc.format_message()}{hint}"
+    if isinstance(exc, OSError) and exc.filename and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    text = str(exc)
+    if isinstance(exc, ValidationFailedError):
+        text += "".join(f"\n  {p}" for p in exc.problems if p not in text)
+    return text
+
+
+def _report(exc: Exception) -> typer.Exit:
+    """Print `exc` as one `error:` line on stderr; the Exit with its documented code (EXIT_CODES).
+
+    Anything else is a bug: one line too, exit code 70, and the traceback only with RUNYARD_DEBUG=1."""
+    code = exc.code if isinstance(exc, CliError) else next((c for t, c in EXIT_CODES if isinstance(exc, t)), None)
+    if code is None:
+        if os.environ.get("RUNYARD_DEBUG"):
+            raise exc
+        name = type(exc).__name__
+        typer.echo(f"error: internal error: {name}: {exc} (a bug; RUNYARD_DEBUG=1 shows the traceback)", err=True)
+        return typer.Exit(code=EXIT_INTERNAL)
+    typer.echo(f"error: {_message(exc)}", err=True)
+    return typer.Exit(code=code)
+
+
+# Control flow, not errors: exits, Ctrl-C aborts, `runyard` alone printing help, `| head` closing the pipe.
+_PASS_THROUGH: tuple[type[BaseException], ...] = (
+    typer.Exit,
+    typer.Abort,
+    getattr(_click_errors, "NoArgsIsHelpError", typer.Exit),  # click >= 8.2
+    BrokenPipeError,
+)
+
+
+class _Group(TyperGroup):
+    """The `runyard` group: every error of parsing or of a command goes through `_report`."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # click's Context: vendored by typer or not
+        try:
+            return super().parse_args(ctx, args)
+        except _PASS_THROUGH:
+            raise
+        except Exception as exc:
+            raise _report(exc) from exc
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except _PASS_THROUGH:
+            raise
+        except Exception as exc:
+            raise _report(exc) from exc
+
 
 app = typer.Typer(
     name="runyard",
     help=(
         "Runyard: distributed training runs (PyTorch, TensorFlow, MPI, JAX) on Kubernetes, or locally.\n\n"
-        "Exit codes: 0 ok, 1 run failed, 2 usage/validation error, 3 not found, 4 timeout, 5 API error."
+        "Exit codes: 0 ok, 1 run failed, 2 usage/validation error, 3 not found, 4 timeout, "
+        "5 API error (kubeconfig, connection, API server), 70 internal error."
     ),
+    cls=_Group,
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
@@ -45,6 +145,42 @@ FileOption = Annotated[
 ]
 
 
+def _check_namespace(value: str | None) -> str | None:
+    from runyard.validation import namespace_problem
+
+    problem = None if value is None else namespace_problem(value)
+    if problem:
+        raise typer.BadParameter(problem)
+    return value
+
+
+def _check_name(value: str) -> str:
+    from runyard.validation import run_name_problem
+
+    problem = run_name_problem(value)
+    if problem:
+        raise typer.BadParameter(problem)
+    return value
+
+
+def _check_names(values: list[str]) -> list[str]:
+    return [_check_name(value) for value in values]
+
+
+def _check_seconds(value: float) -> float:
+    if not math.isfinite(value):  # `min=` lets `inf` through, which time.sleep() and timeouts reject later
+        raise typer.BadParameter(f"{value} is not a finite number of seconds")
+    return value
+
+
+def _check_phase(phase: str | None) -> str | None:
+    from runyard.api import Phase
+
+    if phase is not None and phase not in {p.value for p in Phase}:
+        raise typer.BadParameter(f"unknown phase {phase!r}; one of {', '.join(p.value for p in Phase)}")
+    return phase
+
+
 def _complete_names(ctx: typer.Context, incomplete: str) -> list[str]:
     # Shell completion must never fail or hang: any problem just means no suggestions.
     try:
@@ -54,13 +190,21 @@ def _complete_names(ctx: typer.Context, incomplete: str) -> list[str]:
         return []
 
 
-NameArg = Annotated[str, typer.Argument(help="Name of the TrainingRun.", autocompletion=_complete_names)]
+NameArg = Annotated[
+    str, typer.Argument(help="Name of the TrainingRun.", autocompletion=_complete_names, callback=_check_name)
+]
 KubeconfigOption = Annotated[
     Path | None, typer.Option("--kubeconfig", help="kubeconfig file (default $KUBECONFIG, ~/.kube/config, in-cluster).")
 ]
 ContextOption = Annotated[str | None, typer.Option("--context", help="kubeconfig context (default: current).")]
 NamespaceOption = Annotated[
-    str | None, typer.Option("-n", "--namespace", help="Namespace (default: the context's, else `default`).")
+    str | None,
+    typer.Option(
+        "-n", "--namespace", help="Namespace (default: the context's, else `default`).", callback=_check_namespace
+    ),
+]
+TimeoutOption = Annotated[
+    float, typer.Option("--timeout", min=0, callback=_check_seconds, help="Seconds; 0 waits forever.")
 ]
 
 
@@ -82,33 +226,6 @@ RENDER_NOTE = (
     "# Rendered by `runyard render`: metadata.uid ({uid}) and MPI SSH keys are placeholders;\n"
     "# the operator uses the real uid and generates a keypair per run.\n"
 )
-
-
-def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    typer.echo(message, err=True)
-    return typer.Exit(code=code)
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """Map SDK errors to messages on stderr and the documented exit codes."""
-    from runyard import exceptions as e
-
-    try:
-        yield
-    except e.RunFailedError as exc:
-        raise _fail(f"error: {exc}", EXIT_RUN_FAILED) from exc
-    except e.WaitTimeoutError as exc:
-        raise _fail(f"error: {exc}", EXIT_TIMEOUT) from exc
-    except e.NotFoundError as exc:
-        raise _fail(f"error: {exc}", EXIT_NOT_FOUND) from exc
-    except e.ValidationFailedError as exc:
-        details = "".join(f"\n  {p}" for p in exc.problems if p not in str(exc))
-        raise _fail(f"error: {exc}{details}", EXIT_USAGE) from exc
-    except e.ClientError as exc:
-        raise _fail(f"error: {exc}", EXIT_API) from exc
-    except e.LocalRunError as exc:
-        raise _fail(f"error: {exc}", EXIT_RUN_FAILED) from exc
 
 
 @app.callback()
@@ -243,58 +360,125 @@ def _print_runs(runs: list[TrainingRun], output: Output, *, single: bool = False
     typer.echo(_text_table(WIDE_HEADERS if wide else HEADERS, [_row(r, wide) for r in runs]))
 
 
+# --- manifests -------------------------------------------------------------------------------------
+
+
+def _documents(file: Path) -> list[dict[str, Any]]:
+    """Every document of a manifest file; ValidationFailedError naming the file when it holds none or is not YAML."""
+    from runyard.validation import load_manifests
+
+    try:
+        docs = load_manifests(file)
+    except ValueError as exc:
+        raise ValidationFailedError(f"{file}: {exc}", [str(exc)]) from exc
+    if not docs:
+        problem = "no TrainingRun in it (the file is empty or only comments)"
+        raise ValidationFailedError(f"{file}: {problem}", [problem])
+    return docs
+
+
+def _doc_name(doc: dict[str, Any]) -> str:
+    metadata = doc.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    return str(name) if name not in (None, "") else "<unnamed>"
+
+
+def _located(files: list[Path]) -> list[tuple[str, dict[str, Any]]]:
+    """(where, document) of every document of every file: `FILE`, or `FILE (document N)` in multi-document files."""
+    located = []
+    for file in files:
+        docs = _documents(file)
+        located += [(f"{file} (document {i + 1})" if len(docs) > 1 else str(file), doc) for i, doc in enumerate(docs)]
+    return located
+
+
+def _renamed(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    metadata = doc.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        return doc  # validation reports `metadata`
+    return {**doc, "metadata": {**(metadata or {}), "name": name}}
+
+
+def _check_manifest(where: str, doc: dict[str, Any]) -> None:
+    from runyard.validation import validate_manifest
+
+    problems = [str(p) for p in validate_manifest(doc)]
+    if problems:
+        raise ValidationFailedError(f"{where}: invalid TrainingRun {_doc_name(doc)}: " + "; ".join(problems), problems)
+
+
+def _runs(files: list[Path], name: str | None = None, *, one: bool = False) -> list[dict[str, Any]]:
+    """The documents of every file, each a valid TrainingRun (with `name`, if given, as metadata.name); `one`:
+    exactly one document."""
+    located = _located(files)
+    if one and len(located) != 1:
+        problem = f"expected one TrainingRun document, found {len(located)}"
+        raise ValidationFailedError(f"{files[0]}: {problem}", [problem])
+    if name is not None:
+        if len(located) != 1:
+            raise CliError(f"--name needs exactly one TrainingRun document; the files hold {len(located)}")
+        located = [(located[0][0], _renamed(located[0][1], name))]
+    for where, doc in located:
+        _check_manifest(where, doc)
+    return [doc for _, doc in located]
+
+
 # --- offline commands -------------------------------------------------------------------------------
 
 
 @app.command()
 def validate(files: FileOption) -> None:
-    """Check TrainingRun manifests offline: schema, cross-field rules, names. Exit code 2 on any problem."""
-    from runyard.validation import load_manifests, validate_manifest
+    """Check TrainingRun manifests offline: schema, cross-field rules, names. Exit code 2 on any problem.
 
-    failed = False
-    for file in files:
-        try:
-            docs = load_manifests(file)
-        except ValueError as exc:
-            typer.echo(f"{file}: {exc}")
-            failed = True
-            continue
-        for doc in docs:
-            problems = validate_manifest(doc)
-            name = (doc.get("metadata") or {}).get("name", "<unnamed>")
-            for problem in problems:
-                typer.echo(f"{file}: {problem}")
-            if not problems:
-                typer.echo(f"{file}: ok ({doc.get('kind', '?')} {name})")
-            failed = failed or bool(problems)
+    Prints `FILE: ok (TrainingRun NAME)` per valid document on stdout and `FILE: field: problem` per problem
+    on stderr."""
+    failed = [file for file in files if not _validate_file(file)]
     if failed:
         raise typer.Exit(code=EXIT_USAGE)
+
+
+def _validate_file(file: Path) -> bool:
+    from runyard.validation import validate_manifest
+
+    try:
+        located = _located([file])
+    except ValidationFailedError as exc:
+        typer.echo(str(exc), err=True)
+        return False
+    valid = True
+    for where, doc in located:
+        problems = validate_manifest(doc)
+        for problem in problems:
+            typer.echo(f"{where}: {problem}", err=True)
+        if not problems:
+            typer.echo(f"{where}: ok ({doc.get('kind', 'TrainingRun')} {_doc_name(doc)})")
+        valid = valid and not problems
+    return valid
 
 
 @app.command()
 def render(
     files: FileOption,
     namespace: Annotated[
-        str | None, typer.Option("-n", "--namespace", help="Namespace for the objects (default: manifest's).")
+        str | None,
+        typer.Option(
+            "-n", "--namespace", help="Namespace for the objects (default: manifest's).", callback=_check_namespace
+        ),
     ] = None,
 ) -> None:
     """Print the Kubernetes objects the operator would create for each TrainingRun, as multi-document YAML."""
     from runyard.api import TrainingRun
     from runyard.builders import BuildContext, build_children
-    from runyard.validation import dump_manifests, load_manifests, validate_manifest
+    from runyard.validation import dump_manifests
 
     ctx = BuildContext(ssh_private_key=RENDER_SSH_PRIVATE_KEY, ssh_public_key=RENDER_SSH_PUBLIC_KEY)
     objects = []
-    for file in files:
-        for doc in load_manifests(file):
-            problems = validate_manifest(doc)
-            if problems:
-                raise _fail("\n".join(f"{file}: {p}" for p in problems))
-            run = TrainingRun.model_validate(doc)
-            run.metadata.uid = RENDER_UID
-            if namespace:
-                run.metadata.namespace = namespace
-            objects += build_children(run, ctx)
+    for doc in _runs(files):
+        run = TrainingRun.model_validate(doc)
+        run.metadata.uid = RENDER_UID
+        if namespace:
+            run.metadata.namespace = namespace
+        objects += build_children(run, ctx)
     typer.echo(RENDER_NOTE.format(uid=RENDER_UID) + dump_manifests(objects), nl=False)
 
 
@@ -307,34 +491,27 @@ def submit(
     files: FileOption,
     name: Annotated[str | None, typer.Option("--name", help="Override metadata.name (one document only).")] = None,
     wait_: Annotated[bool, typer.Option("--wait", help="Wait for each run to succeed (exit code as `wait`).")] = False,
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds `--wait` waits.")] = 600,
+    timeout: Annotated[
+        float,
+        typer.Option("--timeout", min=0, callback=_check_seconds, help="Seconds `--wait` waits; 0 waits forever."),
+    ] = 600,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate on the API server; create nothing.")] = False,
     kubeconfig: KubeconfigOption = None,
     context: ContextOption = None,
     namespace: NamespaceOption = None,
 ) -> None:
-    """Validate and create TrainingRuns from YAML files."""
-    from runyard.validation import load_manifests
-
-    with _errors():
-        docs: list[dict[str, Any]] = []
-        for file in files:
-            try:
-                docs += load_manifests(file)
-            except ValueError as exc:
-                raise _fail(f"{file}: {exc}") from exc
-        if name and len(docs) != 1:
-            raise _fail("--name needs exactly one TrainingRun document")
-        client = _client(ctx, kubeconfig, context, namespace)
-        created = []
-        for doc in docs:
-            run = client.submit(doc, name=name, dry_run=dry_run)
-            created.append(run)
-            suffix = " (server dry run)" if dry_run else ""
-            typer.echo(f"trainingrun.runyard.dev/{run.name} created{suffix}")
-        if wait_ and not dry_run:
-            for run in created:
-                _wait(client, run.name, "Succeeded", timeout)
+    """Validate and create TrainingRuns from YAML files (every document is checked before any is created)."""
+    docs = _runs(files, name)
+    client = _client(ctx, kubeconfig, context, namespace)
+    created = []
+    for doc in docs:
+        run = client.submit(doc, dry_run=dry_run)
+        created.append(run)
+        suffix = " (server dry run)" if dry_run else ""
+        typer.echo(f"trainingrun.runyard.dev/{run.name} created{suffix}")
+    if wait_ and not dry_run:
+        for run in created:
+            _wait(client, run.name, "Succeeded", timeout or None)
 
 
 @app.command("get")
@@ -347,9 +524,8 @@ def get_(
     namespace: NamespaceOption = None,
 ) -> None:
     """Show one TrainingRun."""
-    with _errors():
-        run = _client(ctx, kubeconfig, context, namespace).get(name)
-        _print_runs([run], output, single=True)
+    run = _client(ctx, kubeconfig, context, namespace).get(name)
+    _print_runs([run], output, single=True)
 
 
 @app.command("list")
@@ -357,25 +533,18 @@ def list_(
     ctx: typer.Context,
     output: Annotated[Output, typer.Option("-o", "--output", help="Output format.")] = Output.table,
     selector: Annotated[str | None, typer.Option("-l", "--selector", help="Label selector, e.g. team=ml.")] = None,
-    phase: Annotated[str | None, typer.Option("--phase", help="Only runs in this phase.")] = None,
+    phase: Annotated[
+        str | None, typer.Option("--phase", help="Only runs in this phase.", callback=_check_phase)
+    ] = None,
     all_namespaces: Annotated[bool, typer.Option("-A", "--all-namespaces", help="Every namespace.")] = False,
     kubeconfig: KubeconfigOption = None,
     context: ContextOption = None,
     namespace: NamespaceOption = None,
 ) -> None:
     """List TrainingRuns."""
-    with _errors():
-        _check_phase(phase)
-        client = _client(ctx, kubeconfig, context, namespace)
-        runs = client.list(labels=selector, phase=phase, all_namespaces=all_namespaces)
-        _print_runs(runs, output)
-
-
-def _check_phase(phase: str | None) -> None:
-    from runyard.api import Phase
-
-    if phase is not None and phase not in {p.value for p in Phase}:
-        raise _fail(f"unknown phase {phase!r}; one of {', '.join(p.value for p in Phase)}")
+    client = _client(ctx, kubeconfig, context, namespace)
+    runs = client.list(labels=selector, phase=phase, all_namespaces=all_namespaces)
+    _print_runs(runs, output)
 
 
 @app.command()
@@ -389,10 +558,9 @@ def describe(
     """Status, conditions, failure, tracker link, GPU summary, artifacts and events of a TrainingRun."""
     from rich.table import Table
 
-    with _errors():
-        client = _client(ctx, kubeconfig, context, namespace)
-        run = client.get(name)
-        events = client.events(name)
+    client = _client(ctx, kubeconfig, context, namespace)
+    run = client.get(name)
+    events = client.events(name)
     console = _console()
     status = run.status
     spec = run.spec
@@ -482,7 +650,8 @@ def logs(
     name: NameArg,
     follow: Annotated[bool, typer.Option("-f", "--follow", help="Stream until the run finishes.")] = False,
     rank: Annotated[
-        int | None, typer.Option("--rank", help="Only this replica (ordinal over all roles; node index for pytorch).")
+        int | None,
+        typer.Option("--rank", min=0, help="Only this replica (ordinal over all roles; node index for pytorch)."),
     ] = None,
     role: Annotated[str | None, typer.Option("--role", help="Only this role (with --rank: its index).")] = None,
     kubeconfig: KubeconfigOption = None,
@@ -490,17 +659,16 @@ def logs(
     namespace: NamespaceOption = None,
 ) -> None:
     """Print the logs of a run's replicas, each line prefixed with its replica (role-index)."""
-    with _errors():
-        client = _client(ctx, kubeconfig, context, namespace)
-        printed = False
-        try:
-            for line in client.logs(name, rank, role=role, follow=follow):
-                printed = True
-                typer.echo(f"runyard: {line}" if line.notice else str(line), err=line.notice)
-        except KeyboardInterrupt:
-            return
-        if not printed:
-            typer.echo(f"runyard: run {name} has no pods (yet)", err=True)
+    client = _client(ctx, kubeconfig, context, namespace)
+    printed = False
+    try:
+        for line in client.logs(name, rank, role=role, follow=follow):
+            printed = True
+            typer.echo(f"runyard: {line}" if line.notice else str(line), err=line.notice)
+    except KeyboardInterrupt:
+        return
+    if not printed:
+        typer.echo(f"runyard: run {name} has no pods (yet)", err=True)
 
 
 def _wait(client: Client, name: str, for_: str, timeout: float | None) -> TrainingRun:
@@ -543,33 +711,32 @@ def _wait(client: Client, name: str, for_: str, timeout: float | None) -> Traini
 def wait(
     ctx: typer.Context,
     name: NameArg,
-    for_: Annotated[str, typer.Option("--for", help="Phase to wait for.")] = "Succeeded",
-    timeout: Annotated[float, typer.Option("--timeout", help="Seconds; 0 waits forever.")] = 600,
+    for_: Annotated[str, typer.Option("--for", help="Phase to wait for.", callback=_check_phase)] = "Succeeded",
+    timeout: TimeoutOption = 600,
     kubeconfig: KubeconfigOption = None,
     context: ContextOption = None,
     namespace: NamespaceOption = None,
 ) -> None:
     """Wait for a run to reach a phase. Exit 1 when it fails (with the failed replica and exit code), 4 on timeout."""
-    with _errors():
-        _check_phase(for_)
-        _wait(_client(ctx, kubeconfig, context, namespace), name, for_, timeout or None)
+    _wait(_client(ctx, kubeconfig, context, namespace), name, for_, timeout or None)
 
 
 @app.command()
 def delete(
     ctx: typer.Context,
-    names: Annotated[list[str], typer.Argument(help="Runs to delete.", autocompletion=_complete_names)],
+    names: Annotated[
+        list[str], typer.Argument(help="Runs to delete.", autocompletion=_complete_names, callback=_check_names)
+    ],
     wait_: Annotated[bool, typer.Option("--wait", help="Return once the runs are gone.")] = False,
     kubeconfig: KubeconfigOption = None,
     context: ContextOption = None,
     namespace: NamespaceOption = None,
 ) -> None:
     """Delete TrainingRuns (their Jobs and pods go with them)."""
-    with _errors():
-        client = _client(ctx, kubeconfig, context, namespace)
-        for name in names:
-            client.delete(name, wait=wait_)
-            typer.echo(f"trainingrun.runyard.dev/{name} deleted")
+    client = _client(ctx, kubeconfig, context, namespace)
+    for name in names:
+        client.delete(name, wait=wait_)
+        typer.echo(f"trainingrun.runyard.dev/{name} deleted")
 
 
 def _top_table(runs: list[TrainingRun]) -> Table:
@@ -607,7 +774,9 @@ def _top_table(runs: list[TrainingRun]) -> Table:
 def top(
     ctx: typer.Context,
     once: Annotated[bool, typer.Option("--once", help="Print one frame and exit.")] = False,
-    interval: Annotated[float, typer.Option("--interval", help="Seconds between refreshes.")] = 2.0,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.5, callback=_check_seconds, help="Seconds between refreshes.")
+    ] = 2.0,
     all_namespaces: Annotated[bool, typer.Option("-A", "--all-namespaces", help="Every namespace.")] = False,
     selector: Annotated[str | None, typer.Option("-l", "--selector", help="Label selector.")] = None,
     kubeconfig: KubeconfigOption = None,
@@ -619,23 +788,22 @@ def top(
 
     from rich.live import Live
 
-    with _errors():
-        client = _client(ctx, kubeconfig, context, namespace)
+    client = _client(ctx, kubeconfig, context, namespace)
 
-        def frame() -> Table:
-            return _top_table(client.list(labels=selector, all_namespaces=all_namespaces))
+    def frame() -> Table:
+        return _top_table(client.list(labels=selector, all_namespaces=all_namespaces))
 
-        console = _console()
-        if once:
-            console.print(frame())
-            return
-        try:
-            with Live(frame(), console=console, auto_refresh=False) as live:
-                while True:
-                    time.sleep(interval)
-                    live.update(frame(), refresh=True)
-        except KeyboardInterrupt:
-            return
+    console = _console()
+    if once:
+        console.print(frame())
+        return
+    try:
+        with Live(frame(), console=console, auto_refresh=False) as live:
+            while True:
+                time.sleep(interval)
+                live.update(frame(), refresh=True)
+    except KeyboardInterrupt:
+        return
 
 
 @app.command()
@@ -645,9 +813,9 @@ def run(
     local: Annotated[
         bool, typer.Option("--local", help="Run the replicas as local processes instead of on the cluster.")
     ] = False,
-    state_dir: Annotated[Path, typer.Option("--state-dir", help="Local runs' state and MLflow store.")] = Path(
-        ".runyard"
-    ),
+    state_dir: Annotated[
+        Path, typer.Option("--state-dir", file_okay=False, help="Local runs' state and MLflow store.")
+    ] = Path(".runyard"),
     tracking_uri: Annotated[
         str | None, typer.Option("--tracking-uri", help="MLflow URI (default $MLFLOW_TRACKING_URI, else embedded).")
     ] = None,
@@ -655,37 +823,42 @@ def run(
         bool | None, typer.Option("--tracking/--no-tracking", help="Force tracking on or off (default: spec).")
     ] = None,
     plot: Annotated[bool, typer.Option("--plot", help="Write metrics.png (loss, accuracy per step).")] = False,
-    timeout: Annotated[float, typer.Option("--timeout", help="Fail after this many seconds; 0: no limit.")] = 0,
-    base_port: Annotated[int | None, typer.Option("--base-port", help="First port of the local replicas.")] = None,
+    timeout: Annotated[
+        float,
+        typer.Option("--timeout", min=0, callback=_check_seconds, help="Fail after this many seconds; 0: no limit."),
+    ] = 0,
+    base_port: Annotated[
+        int | None, typer.Option("--base-port", min=1, max=65535, help="First port of the local replicas.")
+    ] = None,
     resume_from: Annotated[
-        Path | None, typer.Option("--resume-from", help="Checkpoint or run dir, as RUNYARD_RESUME_FROM (local).")
+        Path | None,
+        typer.Option("--resume-from", exists=True, help="Checkpoint or run dir, as RUNYARD_RESUME_FROM (local)."),
     ] = None,
     kubeconfig: KubeconfigOption = None,
     context: ContextOption = None,
     namespace: NamespaceOption = None,
 ) -> None:
     """Run a TrainingRun and exit with its outcome: locally (--local) or on the cluster (submit, follow logs, wait)."""
+    _runs([file], one=True)
     if not local:
-        with _errors():
-            client = _client(ctx, kubeconfig, context, namespace)
-            created = client.submit(file)
-            typer.echo(f"trainingrun.runyard.dev/{created.name} created")
-            for line in client.logs(created.name, follow=True):
-                typer.echo(f"runyard: {line}" if line.notice else str(line), err=line.notice)
-            _wait(client, created.name, "Succeeded", timeout or None)
+        client = _client(ctx, kubeconfig, context, namespace)
+        created = client.submit(file)
+        typer.echo(f"trainingrun.runyard.dev/{created.name} created")
+        for line in client.logs(created.name, follow=True):
+            typer.echo(f"runyard: {line}" if line.notice else str(line), err=line.notice)
+        _wait(client, created.name, "Succeeded", timeout or None)
         return
     from runyard.local import format_summary, run_local
 
-    with _errors():
-        result = run_local(
-            file,
-            state_dir=state_dir,
-            tracking_uri=tracking_uri,
-            tracking=tracking,
-            base_port=base_port,
-            timeout=timeout or None,
-            resume_from=resume_from,
-        )
+    result = run_local(
+        file,
+        state_dir=state_dir,
+        tracking_uri=tracking_uri,
+        tracking=tracking,
+        base_port=base_port,
+        timeout=timeout or None,
+        resume_from=resume_from,
+    )
     typer.echo("")
     typer.echo(format_summary(result))
     if plot:
@@ -704,15 +877,18 @@ def run(
 @app.command("plot")
 def plot_(
     run_dir: Annotated[
-        Path | None, typer.Argument(help="A local run's directory (default: the latest under --state-dir).")
+        Path | None,
+        typer.Argument(file_okay=False, help="A local run's directory (default: the latest under --state-dir)."),
     ] = None,
     run_id: Annotated[str | None, typer.Option("--run-id", help="An MLflow run id instead of a local run.")] = None,
     tracking_uri: Annotated[str | None, typer.Option("--tracking-uri", help="MLflow URI for --run-id.")] = None,
     output: Annotated[
-        Path | None, typer.Option("-o", "--output", help="PNG path (default <run dir>/metrics.png).")
+        Path | None, typer.Option("-o", "--output", dir_okay=False, help="PNG path (default <run dir>/metrics.png).")
     ] = None,
     metrics: Annotated[list[str] | None, typer.Option("-m", "--metric", help="Metric to plot (repeatable).")] = None,
-    state_dir: Annotated[Path, typer.Option("--state-dir", help="Local runs' state directory.")] = Path(".runyard"),
+    state_dir: Annotated[
+        Path, typer.Option("--state-dir", file_okay=False, help="Local runs' state directory.")
+    ] = Path(".runyard"),
 ) -> None:
     """Plot metrics per step (default loss and accuracy) of a tracked run to a PNG."""
     from runyard.plot import DEFAULT_METRICS, plot_metrics, plot_run_dir
@@ -720,18 +896,16 @@ def plot_(
     keys = tuple(metrics or DEFAULT_METRICS)
     try:
         if run_id:
-            import os
-
             uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
             if not uri:
-                raise _fail("--run-id needs --tracking-uri (or MLFLOW_TRACKING_URI)")
+                raise CliError("--run-id needs --tracking-uri (or MLFLOW_TRACKING_URI)")
             path = plot_metrics(uri, run_id, output or Path(f"{run_id}.png"), metrics=keys)
         else:
             from runyard.local import latest_run_dir
 
             path = plot_run_dir(run_dir or latest_run_dir(state_dir), output, metrics=keys)
-    except (ValueError, FileNotFoundError) as exc:
-        raise _fail(f"error: {exc}", EXIT_NOT_FOUND if isinstance(exc, FileNotFoundError) else EXIT_USAGE) from exc
+    except ValueError as exc:  # nothing to plot: no such metric, an untracked run
+        raise CliError(str(exc)) from exc
     typer.echo(str(path))
 
 

@@ -30,6 +30,16 @@ from runyard.exceptions import (
     ValidationFailedError,
     WaitTimeoutError,
 )
+from runyard.validation import (
+    MAX_MANIFEST_BYTES,
+    decode_text,
+    is_manifest_path,
+    load_manifests,
+    namespace_problem,
+    run_name_problem,
+    validate_manifest,
+    yaml_error_message,
+)
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -124,6 +134,154 @@ def _api_message(exc: Any) -> tuple[str, dict[str, Any]]:
     return str(message), body
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _connection_reason(exc: BaseException) -> str:
+    """Why a connection failed, without urllib3's pool and URL noise: `[Errno 111] Connection refused`."""
+    reason = getattr(exc, "reason", None)  # MaxRetryError: the last attempt's error
+    text = _one_line(reason if isinstance(reason, BaseException) else exc)
+    return text.rsplit("Failed to establish a new connection: ", 1)[-1]
+
+
+def _kubeconfig_files(kubeconfig: str | Path | None, context: str | None) -> builtins.list[Path] | None:
+    """The kubeconfig files to load, like kubectl: `kubeconfig`, else `$KUBECONFIG`, else ~/.kube/config;
+    None for the in-cluster service account (no file, inside a pod, no `context`)."""
+    if kubeconfig is not None:
+        return [Path(kubeconfig).expanduser()]
+    in_cluster = "KUBERNETES_SERVICE_HOST" in os.environ and context is None
+    env = [Path(p).expanduser() for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+    if env:
+        existing = [p for p in env if p.exists()]
+        if existing or in_cluster:
+            return existing or None
+        names = ", ".join(map(str, env))
+        raise ApiError(f"no usable Kubernetes configuration: $KUBECONFIG names no existing file ({names})")
+    default = Path.home() / ".kube" / "config"
+    if default.exists():
+        return [default]
+    if in_cluster:
+        return None
+    raise ApiError(
+        f"no usable Kubernetes configuration: no {default}; pass a kubeconfig (--kubeconfig) or set $KUBECONFIG"
+    )
+
+
+def _kubeconfig_bytes(path: Path) -> bytes:
+    try:
+        with path.open("rb") as stream:
+            data = stream.read(MAX_MANIFEST_BYTES + 1)
+    except FileNotFoundError as exc:
+        raise ApiError(f"kubeconfig {path}: no such file") from exc
+    except IsADirectoryError as exc:
+        raise ApiError(f"kubeconfig {path}: is a directory, not a file") from exc
+    except OSError as exc:
+        raise ApiError(f"kubeconfig {path}: cannot read: {exc.strerror or exc}") from exc
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise ApiError(f"kubeconfig {path}: too large: more than {MAX_MANIFEST_BYTES} bytes")
+    return data
+
+
+def _read_kubeconfig(path: Path) -> dict[str, Any]:
+    """The kubeconfig at `path` as a mapping whose lists hold mappings; ApiError saying what is wrong otherwise."""
+    import yaml
+
+    try:
+        config = yaml.safe_load(decode_text(_kubeconfig_bytes(path)))
+    except yaml.YAMLError as exc:
+        raise ApiError(f"kubeconfig {path}: invalid YAML: {yaml_error_message(exc)}") from exc
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(f"kubeconfig {path}: {_one_line(exc)}") from exc
+    if config is None:
+        raise ApiError(f"kubeconfig {path}: the file is empty")
+    if not isinstance(config, dict):
+        raise ApiError(f"kubeconfig {path}: not a kubeconfig (the YAML is a {type(config).__name__}, not a mapping)")
+    for key in ("clusters", "contexts", "users"):
+        entries = config.get(key)
+        if entries is not None and not (
+            isinstance(entries, builtins.list) and all(isinstance(e, dict) and "name" in e for e in entries)
+        ):
+            raise ApiError(f"kubeconfig {path}: `{key}` must be a list of mappings with a `name`")
+    return config
+
+
+def _context_namespace(configs: builtins.list[dict[str, Any]], context: str | None, label: str) -> str | None:
+    """The namespace of the context in use (`context`, else the first file's current-context), if it sets one."""
+    contexts = {
+        str(e["name"]): e.get("context") for config in reversed(configs) for e in reversed(config.get("contexts") or [])
+    }
+    if context is not None and context not in contexts:
+        known = ", ".join(sorted(contexts)) or "none"
+        raise ApiError(f"{label}: no context {context!r} (contexts: {known})")
+    chosen_name = context or str(configs[0].get("current-context"))
+    chosen = contexts.get(chosen_name)
+    namespace = chosen.get("namespace") if isinstance(chosen, dict) else None
+    if namespace in (None, ""):
+        return None
+    problem = namespace_problem(namespace)
+    if problem:
+        raise ApiError(f"{label}: context {chosen_name!r}: {problem}")
+    return str(namespace)
+
+
+def _checked_manifest(run: TrainingRun | Mapping[str, Any] | str | Path, name: str | None) -> dict[str, Any]:
+    """The manifest to create: server-set fields dropped, `name` applied, valid (or ValidationFailedError)."""
+    manifest = _manifest_of(run)
+    manifest.pop("status", None)
+    metadata = manifest.get("metadata")
+    if metadata is None and name is not None:
+        metadata = manifest["metadata"] = {}
+    if isinstance(metadata, dict):
+        if name is not None:
+            metadata["name"] = name
+        for key in ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields"):
+            metadata.pop(key, None)
+    problems = validate_manifest(manifest)
+    if problems:
+        where = f"{run}: " if isinstance(run, str | Path) and is_manifest_path(run) else ""
+        shown = metadata.get("name") if isinstance(metadata, dict) else None
+        raise ValidationFailedError(
+            f"{where}invalid TrainingRun {shown or '<unnamed>'}: " + "; ".join(map(str, problems)),
+            [str(p) for p in problems],
+        )
+    return manifest
+
+
+def _manifest_of(run: TrainingRun | Mapping[str, Any] | str | Path) -> dict[str, Any]:
+    """A private, JSON-plain copy of the manifest `Client.submit` was given."""
+    if isinstance(run, TrainingRun):
+        manifest: Any = run.to_manifest()
+    elif isinstance(run, Mapping):
+        manifest = dict(run)
+    elif isinstance(run, str | Path):
+        manifest = _load_one(run)
+    else:
+        raise TypeError(f"submit() takes a TrainingRun, a mapping, a path or YAML text, not {type(run).__name__}")
+    try:
+        copied: dict[str, Any] = json.loads(json.dumps(manifest, default=str))
+    except (TypeError, ValueError) as exc:  # non-string keys, a self-containing dict
+        raise ValidationFailedError(f"the manifest is not plain data: {exc}", [str(exc)]) from exc
+    return copied
+
+
+def _load_one(source: str | Path) -> dict[str, Any]:
+    source_name = str(source) if is_manifest_path(source) else "manifest text"
+    try:
+        docs = load_manifests(source)
+    except ValueError as exc:
+        raise ValidationFailedError(f"{source_name}: {exc}", [str(exc)]) from exc
+    if len(docs) != 1:
+        problem = f"expected one TrainingRun document, found {len(docs)}"
+        raise ValidationFailedError(f"{source_name}: {problem}", [problem])
+    return docs[0]
+
+
+def _check(problem: str | None) -> None:
+    if problem is not None:
+        raise ValidationFailedError(problem, [problem])
+
+
 class Client:
     """Talks to the TrainingRun API of one cluster and namespace.
 
@@ -135,7 +293,9 @@ class Client:
         api_client: a ready `kubernetes.client.ApiClient` (tests, custom auth); skips the loading above.
 
     Raises:
-        ApiError: no usable configuration was found.
+        ApiError: no usable configuration was found (no kubeconfig, a file that is not one, an unknown context);
+            the message names the file and the reason.
+        ValidationFailedError: `namespace` is not a valid namespace name.
 
     Example:
         >>> from runyard import Client
@@ -156,11 +316,13 @@ class Client:
         from kubernetes import client as k8s
 
         self._k8s = k8s
+        if namespace is not None:
+            _check(namespace_problem(namespace))
         config_namespace: str | None = None
         if api_client is None:
             api_client, config_namespace = self._load(kubeconfig, context)
         self.api_client = api_client
-        self.namespace = namespace or config_namespace or "default"
+        self.namespace = namespace if namespace is not None else config_namespace or "default"
         self._custom = k8s.CustomObjectsApi(api_client)
         self._core = k8s.CoreV1Api(api_client)
         self._batch = k8s.BatchV1Api(api_client)
@@ -173,26 +335,23 @@ class Client:
         from kubernetes import config as k8s_config
         from kubernetes.config.config_exception import ConfigException
 
-        env_files = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
-        default_file = Path.home() / ".kube" / "config"
-        has_file = kubeconfig is not None or any(Path(p).exists() for p in env_files) or default_file.exists()
-        in_cluster = "KUBERNETES_SERVICE_HOST" in os.environ
+        files = _kubeconfig_files(kubeconfig, context)
+        label = "in-cluster configuration" if files is None else "kubeconfig " + os.pathsep.join(map(str, files))
         try:
-            if has_file or context or not in_cluster:
-                config_file = str(kubeconfig) if kubeconfig else None
-                api = k8s_config.new_client_from_config(config_file=config_file, context=context)
-                namespace = None
-                contexts, active = k8s_config.list_kube_config_contexts(config_file=config_file)
-                chosen = next((ctx for ctx in contexts if ctx["name"] == context), active) if context else active
-                if chosen:
-                    namespace = (chosen.get("context") or {}).get("namespace")
-                return api, namespace
+            if files is not None:
+                configs = [_read_kubeconfig(path) for path in files]
+                namespace = _context_namespace(configs, context, label)
+                config_file = os.pathsep.join(str(path) for path in files)
+                return k8s_config.new_client_from_config(config_file=config_file, context=context), namespace
             configuration = k8s.Configuration()
             k8s_config.load_incluster_config(client_configuration=configuration)
             namespace = IN_CLUSTER_NAMESPACE_FILE.read_text().strip() if IN_CLUSTER_NAMESPACE_FILE.exists() else None
             return k8s.ApiClient(configuration), namespace
-        except (ConfigException, OSError) as exc:
-            raise ApiError(f"no usable Kubernetes configuration: {exc}") from exc
+        except ApiError:
+            raise
+        # The kubernetes loader raises TypeError, KeyError... on a kubeconfig of the wrong shape.
+        except (ConfigException, OSError, TypeError, AttributeError, KeyError, ValueError) as exc:
+            raise ApiError(f"{label}: {_one_line(exc)}") from exc
 
     def close(self) -> None:
         """Close the HTTP connection pool."""
@@ -216,7 +375,8 @@ class Client:
         except ApiException as exc:
             raise self._translate(what, exc) from exc
         except (HTTPError, OSError) as exc:
-            raise ApiError(f"{what}: cannot reach the API server: {exc}") from exc
+            host = self.api_client.configuration.host
+            raise ApiError(f"{what}: cannot reach the API server {host}: {_connection_reason(exc)}") from exc
 
     @staticmethod
     def _translate(what: str, exc: Any) -> ClientError | ValidationFailedError:
@@ -240,7 +400,10 @@ class Client:
         return TrainingRun.model_validate(dict(obj))
 
     def _ns(self, namespace: str | None) -> str:
-        return namespace or self.namespace
+        if namespace is None:
+            return self.namespace
+        _check(namespace_problem(namespace))
+        return namespace
 
     def submit(
         self,
@@ -253,7 +416,8 @@ class Client:
         """Validate a run client-side and create it.
 
         Args:
-            run: a `TrainingRun`, a manifest dict, or a path to (or text of) a one-document YAML manifest.
+            run: a `TrainingRun`, a manifest dict, or a path to (or text of) a one-document YAML manifest. A str
+                that looks like a path (one line ending in .yaml/.yml/.json, or with a `/`) must name a file.
             namespace: namespace to create it in; default the manifest's, then the client's.
             name: overrides `metadata.name` (submit one manifest several times).
             dry_run: ask the API server to validate (CRD schema and CEL rules) without creating anything.
@@ -262,41 +426,17 @@ class Client:
             The created run as the API server returned it (uid, generation, defaults filled in).
 
         Raises:
-            ValidationFailedError: the manifest is invalid (client-side checks or the API server's).
+            ValidationFailedError: the manifest is invalid (client-side checks or the API server's), or the file
+                is missing, unreadable or not YAML; the message names the file or field and the reason.
             AlreadyExistsError: a run with this name exists.
             ApiError: any other API failure.
 
         Example:
             >>> client.submit("examples/pytorch-ddp.yaml", name="ddp-1")  # doctest: +SKIP
         """
-        from runyard.validation import load_manifests, validate_manifest
-
-        if isinstance(run, TrainingRun):
-            manifest = run.to_manifest()
-        elif isinstance(run, Mapping):
-            manifest = dict(run)
-        else:
-            try:
-                docs = load_manifests(run)
-            except (ValueError, OSError) as exc:
-                raise ValidationFailedError(f"{run}: {exc}", [str(exc)]) from exc
-            if len(docs) != 1:
-                raise ValidationFailedError(f"{run}: expected one TrainingRun document, found {len(docs)}")
-            manifest = docs[0]
-        manifest = json.loads(json.dumps(manifest, default=str))  # a private copy we may change
-        manifest.pop("status", None)
-        metadata = manifest.setdefault("metadata", {})
-        if name:
-            metadata["name"] = name
-        for key in ("uid", "resourceVersion", "generation", "creationTimestamp", "managedFields"):
-            metadata.pop(key, None)
-        problems = validate_manifest(manifest)
-        if problems:
-            raise ValidationFailedError(
-                f"invalid TrainingRun {metadata.get('name', '<unnamed>')}: " + "; ".join(map(str, problems)),
-                [str(p) for p in problems],
-            )
-        ns = namespace or metadata.get("namespace") or self.namespace
+        manifest = _checked_manifest(run, name)
+        metadata = manifest["metadata"]
+        ns = self._ns(namespace if namespace is not None else metadata.get("namespace") or None)
         metadata["namespace"] = ns
         created = self._call(
             f"create trainingrun {metadata['name']}",
@@ -322,11 +462,13 @@ class Client:
 
         Raises:
             NotFoundError: no such run.
+            ValidationFailedError: `name` or `namespace` cannot name a run or namespace.
             ApiError: any other API failure.
 
         Example:
             >>> client.get("pytorch-ddp").status.phase  # doctest: +SKIP
         """
+        _check(run_name_problem(name))
         obj = self._call(
             f"get trainingrun {name}",
             self._custom.get_namespaced_custom_object,
@@ -407,6 +549,7 @@ class Client:
         Example:
             >>> client.delete("pytorch-ddp", wait=True)  # doctest: +SKIP
         """
+        _check(run_name_problem(name))
         self._call(
             f"delete trainingrun {name}",
             self._custom.delete_namespaced_custom_object,
@@ -462,6 +605,8 @@ class Client:
         from kubernetes import watch as k8s_watch
         from kubernetes.client.exceptions import ApiException
 
+        if name is not None:
+            _check(run_name_problem(name))
         ns = self._ns(namespace)
         deadline = None if timeout is None else time.monotonic() + timeout
         kwargs: dict[str, Any] = {}
@@ -748,7 +893,9 @@ class Client:
         except (ClientError, ValidationFailedError) as exc:
             yield self._notice(pod, f"no logs ({pod.phase}): {exc}")
             return
-        for line in str(text).splitlines():
+        # The kubernetes client hands pod logs over as bytes (a str only from older versions): decode, never repr.
+        decoded = text.decode(errors="replace") if isinstance(text, bytes) else str(text)
+        for line in decoded.splitlines():
             yield LogLine(pod.role, pod.index, pod.name, line, pod.attempt)
 
     @staticmethod
@@ -850,6 +997,7 @@ class Client:
         Example:
             >>> [e.reason for e in client.events("pytorch-ddp")]  # doctest: +SKIP
         """
+        _check(run_name_problem(name))
         ns = self._ns(namespace)
         objects = {("TrainingRun", name)}
         jobs = self._call(

@@ -74,6 +74,10 @@ ENV_AWS_SESSION_TOKEN: Final = "AWS_SESSION_TOKEN"
 
 # --- Framework env contracts ------------------------------------------------------------------------
 ENV_PYTHONUNBUFFERED: Final = "PYTHONUNBUFFERED"
+# torchrun writes its first worker failure (exit code, signal) here; pointing it at the termination log puts that
+# failure into the container's terminated state, where the operator reads it.
+ENV_TORCHELASTIC_ERROR_FILE: Final = "TORCHELASTIC_ERROR_FILE"
+TERMINATION_LOG_PATH: Final = "/dev/termination-log"
 ENV_MASTER_ADDR: Final = "MASTER_ADDR"
 ENV_MASTER_PORT: Final = "MASTER_PORT"
 ENV_WORLD_SIZE: Final = "WORLD_SIZE"
@@ -122,6 +126,8 @@ ARTIFACT_SYNC_CONTAINER: Final = "artifact-sync"
 DEFAULT_ARTIFACT_SYNC_GRACE_SECONDS: Final = 120
 # Whole-gang restarts allowed before a run fails (Kubeflow's per-pod backoffLimit has no gang meaning).
 DEFAULT_BACKOFF_LIMIT: Final = 3
+# How long a replica may stay unable to start (image pull error, invalid container config) before the run fails.
+DEFAULT_START_TIMEOUT_SECONDS: Final = 600
 DEFAULT_BACKOFF_SECONDS: Final = 10
 # Bound on how long the MPI launcher's init container waits for every worker's sshd.
 DEFAULT_MPI_WAIT_SECONDS: Final = 300

@@ -5,12 +5,17 @@ RunyardError                      base of everything the SDK raises on purpose
 ├── ClientError                   talking to the Kubernetes API failed
 │   ├── NotFoundError             the run (or its namespace) does not exist          CLI exit 3
 │   ├── AlreadyExistsError        a run with that name already exists                CLI exit 5
-│   └── ApiError                  any other API answer or connection problem         CLI exit 5
-├── ValidationFailedError         the manifest is invalid (client- or server-side)   CLI exit 2
+│   └── ApiError                  any other API answer, the API server unreachable,  CLI exit 5
+│                                 or no usable kubeconfig (file, context)
+├── ValidationFailedError         invalid input: the manifest (client- or server-    CLI exit 2
+│                                 side), its file, a run name or a namespace
 ├── RunFailedError                the run ended Failed; carries status.failure       CLI exit 1
 ├── WaitTimeoutError              the run did not reach the wanted phase in time     CLI exit 4
 └── LocalRunError                 a local run could not be started                   CLI exit 1
 ```
+
+Every message is one line that names the file, field or object and says what is wrong (`ValidationFailedError`
+also lists its problems in `.problems`).
 """
 
 from __future__ import annotations
@@ -55,11 +60,14 @@ class AlreadyExistsError(ClientError):
 
 
 class ApiError(ClientError):
-    """Any other failure of the API server or of the connection to it."""
+    """Any other failure of the API server or of the connection to it, or no usable configuration to reach it:
+    a kubeconfig that is missing, not YAML or not a kubeconfig, or lacks the wanted context (`status` None)."""
 
 
 class ValidationFailedError(RunyardError):
-    """The manifest is not a valid TrainingRun; `problems` lists each problem as `path: message`."""
+    """Invalid input: the manifest is not a valid TrainingRun (`problems` lists each as `path: message`), its file
+    cannot be read as YAML (missing, a directory, not UTF-8, malformed), or a run name or namespace is not a valid
+    Kubernetes name."""
 
     def __init__(self, message: str, problems: list[str] | None = None) -> None:
         super().__init__(message)

@@ -12,7 +12,6 @@ import os
 import re
 import subprocess
 import sys
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +23,8 @@ from kubernetes import client
 
 from runyard import constants as c
 from tests.conftest import Cluster
-from tests.operator.conftest import OperatorProcess, Runs, free_port, training_run, wait_until
+from tests.mlflow_server import run_mlflow_server
+from tests.operator.conftest import OperatorProcess, Runs, training_run, wait_until
 
 pytestmark = [
     pytest.mark.slow,
@@ -39,35 +39,8 @@ _REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    root = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    exe = Path(sys.executable).parent / "mlflow"
-    with open(root / "server.log", "wb") as log:
-        proc = subprocess.Popen(
-            [
-                str(exe), "server",
-                "--backend-store-uri", f"sqlite:///{root / 'db'}",
-                "--default-artifact-root", str(root / "art"),
-                "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    uri = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"mlflow server exited: {(root / 'server.log').read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(f"{uri}/health", timeout=1) as resp:
-                return bool(resp.status == 200)
-        except OSError:
-            return False
-
-    wait_until(healthy, timeout=120, interval=0.5, what="mlflow server /health")
-    yield uri
-    proc.terminate()
-    proc.wait(timeout=30)
+    with run_mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as uri:
+        yield uri
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from aiohttp import web
 
 from runyard_operator.gpu.nvml import DeviceReading, NVMLReader
-from runyard_operator.gpu.podresources import DEFAULT_SOCKET, DeviceOwner, PodResourcesClient
+from runyard_operator.gpu.podresources import DEFAULT_SOCKET, DeviceOwner, PodResourcesClient, owners_from_response
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +101,9 @@ class Agent:
         self._interval = interval
         self._page = ""
         self._owners: dict[str, DeviceOwner] = {}
+        self._pods = 0
+        self._podresources_errors = 0
+        self._nvml_up = False
         self._healthy = False
         self._task: asyncio.Task[None] | None = None
 
@@ -109,14 +112,39 @@ class Agent:
         return self._page
 
     async def sample_once(self) -> None:
-        readings = await asyncio.to_thread(self._reader.read)
+        """One pass: the kubelet's pod mapping and NVML, each on its own (either may be missing on a node)."""
         if self._podresources is not None:
             try:
-                self._owners = await asyncio.to_thread(self._podresources.owners)
+                response = await asyncio.to_thread(self._podresources.list)
+                self._owners = owners_from_response(response)
+                self._pods = len(response.pod_resources)
             except Exception as err:  # keep the last mapping: a kubelet restart must not blank the pod labels
+                self._podresources_errors += 1
                 logger.warning("podresources List failed: %s", err)
-        self._page = render(readings, self._owners, self._hostname)
+        try:
+            readings = await asyncio.to_thread(self._reader.read)
+            self._nvml_up = True
+        except Exception as err:
+            if self._nvml_up or not self._page:
+                logger.warning("NVML unavailable: %s", err)
+            readings, self._nvml_up = [], False
+        self._page = render(readings, self._owners, self._hostname) + self._self_metrics()
         self._healthy = True
+
+    def _self_metrics(self) -> str:
+        """The agent's own state: whether NVML answers, and what the kubelet's PodResources API last listed."""
+        h = self._hostname.replace("\\", "\\\\").replace('"', '\\"')
+        return (
+            "# HELP runyard_gpu_agent_nvml_up Whether the last NVML read succeeded.\n"
+            "# TYPE runyard_gpu_agent_nvml_up gauge\n"
+            f'runyard_gpu_agent_nvml_up{{hostname="{h}"}} {int(self._nvml_up)}\n'
+            "# HELP runyard_gpu_agent_pods Pods in the kubelet's last PodResources List.\n"
+            "# TYPE runyard_gpu_agent_pods gauge\n"
+            f'runyard_gpu_agent_pods{{hostname="{h}"}} {self._pods}\n'
+            "# HELP runyard_gpu_agent_podresources_errors_total Failed PodResources List calls.\n"
+            "# TYPE runyard_gpu_agent_podresources_errors_total counter\n"
+            f'runyard_gpu_agent_podresources_errors_total{{hostname="{h}"}} {self._podresources_errors}\n'
+        )
 
     async def _loop(self) -> None:
         while True:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from runyard import constants as c
 from runyard.api import Phase
 from runyard_operator.observe import JobView, PodView, Termination
 from runyard_operator.policies import conditions as cond
@@ -30,6 +31,19 @@ REASON_DEADLINE = "DeadlineExceeded"
 REASON_BACKOFF = "BackoffLimitExceeded"
 REASON_UNSCHEDULABLE = "Unschedulable"
 REASON_INVALID = "InvalidSpec"
+
+# Reasons a container waits with that do not resolve themselves (Always-restarting sidecars can crash-loop).
+STUCK_REASONS = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "ErrImageNeverPull",
+        "InvalidImageName",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "CrashLoopBackOff",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -60,6 +74,7 @@ class RunFacts:
     backoff_seconds: float = 0.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     active_deadline_seconds: int | None = None
+    start_timeout_seconds: int = c.DEFAULT_START_TIMEOUT_SECONDS
     ttl_seconds_after_finished: int | None = None
     clean_pod_policy: str = "Running"
     suspend: bool = False
@@ -103,7 +118,17 @@ def _failure_of(pods: Sequence[PodView], jobs: Sequence[JobView]) -> tuple[dict[
     ]
     if not failed:  # evicted or lost pods end Failed without a container exit code
         failed = [(p, Termination("", 0, p.reason, p.message)) for p in pods if p.phase == "Failed" and p.reason]
-    failed.sort(key=lambda item: (item[0].start_time, item[0].role, item[0].index))
+    # The first replica to fail is the cause, the others followed it (their peers vanished mid-collective). Within
+    # the same second a replica killed by a signal comes first: a peer's "connection closed" is its consequence.
+    failed.sort(
+        key=lambda item: (
+            item[1].finished_at or "~",
+            not item[1].signalled,
+            item[0].start_time,
+            item[0].role,
+            item[0].index,
+        )
+    )
     if failed:
         pod, term = failed[0]
         reason = term.reason or "Error"
@@ -121,6 +146,12 @@ def _failure_of(pods: Sequence[PodView], jobs: Sequence[JobView]) -> tuple[dict[
     reason = job.failure_reason if job else "Error"
     message = job.failure_message if job else "a replica failed"
     return {"role": job.role if job else "", "reason": reason, "message": message}, None, reason
+
+
+def _stuck(pods: Sequence[PodView]) -> PodView | None:
+    """The first replica whose containers wait on something that will not resolve itself."""
+    stuck = [p for p in pods if p.waiting_reason in STUCK_REASONS]
+    return min(stuck, key=lambda p: (p.start_time, p.role, p.index)) if stuck else None
 
 
 def _scheduling_message(pods: Sequence[PodView]) -> str:
@@ -238,6 +269,8 @@ def decide(
                     "Queued",
                     f"waiting for admission by Kueue queue {facts.queue_name}",
                 )
+            elif (stuck := _stuck(live_pods)) is not None:
+                phase, reason, message = _stuck_phase(facts, stuck, status, decision, now)
             else:
                 sched = _scheduling_message(live_pods)
                 # Pods that already finished count as started: the Job's Complete condition trails them.
@@ -280,6 +313,28 @@ def decide(
         decision.events.append(("Normal", phase, message))
     status["conditions"] = cond.compute(previous.get("conditions") or [], phase, reason, message, facts.generation, now)
     return decision
+
+
+def _stuck_phase(
+    facts: RunFacts, pod: PodView, status: dict[str, Any], decision: Decision, now: datetime
+) -> tuple[str, str, str]:
+    """Pending (naming the reason) until runPolicy.startTimeoutSeconds after the pod started, then Failed.
+
+    The clock is the pod's own startTime, so an operator restart neither resets nor shortens it.
+    """
+    since = parse_time(pod.start_time) or now
+    deadline = since + timedelta(seconds=facts.start_timeout_seconds)
+    if now >= deadline:
+        status["failure"] = {
+            "role": pod.role,
+            "index": pod.index,
+            "pod": pod.name,
+            "reason": pod.waiting_reason,
+            "message": f"{pod.waiting_message} (not resolved within startTimeoutSeconds={facts.start_timeout_seconds})",
+        }
+        return FAILED, pod.waiting_reason, f"{pod.name}: {pod.waiting_reason}: {status['failure']['message']}"
+    decision.requeue_at = deadline
+    return PENDING, pod.waiting_reason, f"{pod.name}: {pod.waiting_message}; the run fails at {fmt_time(deadline)}"
 
 
 def _restart_at(facts: RunFacts, previous: Mapping[str, Any], attempt: int) -> datetime | None:

@@ -364,6 +364,16 @@ class RunPolicy(_Spec):
         le=3600,
         description="Delay before a gang restart, doubled per attempt.",
     )
+    start_timeout_seconds: StrictInt = Field(
+        c.DEFAULT_START_TIMEOUT_SECONDS,
+        ge=1,
+        le=86400,
+        description=(
+            "How long a replica may stay unable to start for a reason that does not resolve itself (ErrImagePull, "
+            "ImagePullBackOff, CreateContainerConfigError, ...) before the run fails with that reason. Waiting "
+            "for a node (Unschedulable) is not counted: queueing for GPUs is normal."
+        ),
+    )
     active_deadline_seconds: StrictInt | None = Field(
         None, ge=1, description="Fail the run when it has been running longer than this, restarts included."
     )

@@ -21,11 +21,12 @@ MPI_CONFIG_VOLUME = "runyard-mpi"
 
 # ssh and sshd refuse key files other users can read, while a non-root user without fsGroup can only read a
 # Secret volume if it is world-readable: so the Secret is mounted 0444 and both sides copy the keys (0400).
+# The umask stays inside the subshell: sshd, and the ranks it starts, must keep the image's (files the trainer writes
+# are read by the artifact sidecar, which runs as another user).
 _COPY_KEYS = (
     "set -eu\n"
-    "umask 077\n"
-    f"cp {c.MPI_SSH_SECRET_MOUNT}/{c.SSH_PRIVATE_KEY_KEY} {SSH_KEY_PATH}\n"
-    f"cp {c.MPI_SSH_SECRET_MOUNT}/{c.SSH_PUBLIC_KEY_KEY} {c.MPI_SSH_DIR}/authorized_keys\n"
+    f"(umask 077; cp {c.MPI_SSH_SECRET_MOUNT}/{c.SSH_PRIVATE_KEY_KEY} {SSH_KEY_PATH}; "
+    f"cp {c.MPI_SSH_SECRET_MOUNT}/{c.SSH_PUBLIC_KEY_KEY} {c.MPI_SSH_DIR}/authorized_keys)\n"
 )
 
 
@@ -50,7 +51,7 @@ def sshd_script(port: int) -> str:
     ]
     return (
         _COPY_KEYS
-        + f"export -p > {d}/{ENV_FILE}\n"
+        + f"(umask 077; export -p > {d}/{ENV_FILE})\n"
         + f"ssh-keygen -q -t ed25519 -N '' -f {d}/host_key\n"
         + f"printf '%s\\n' {' '.join(shlex.quote(line) for line in config)} > {d}/sshd_config\n"
         + f"exec /usr/sbin/sshd -D -e -f {d}/sshd_config\n"

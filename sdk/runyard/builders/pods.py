@@ -116,17 +116,22 @@ def build_pod_template(run: TrainingRun, role: str, ctx: BuildContext) -> dict[s
     container: dict[str, Any] = {"name": c.CONTAINER_NAME, "image": replica.image or spec.image}
     command = replica.command if replica.command is not None else spec.command
     args = replica.args if replica.args is not None else spec.args
+    torchrun = False
     if is_mpi and role == c.ROLE_WORKER and replica.command is None:
         # MPI workers only host the ranks mpirun starts over SSH.
         command, args = ["/bin/sh", "-c", sshd_script(mpi.ssh_port)], None
     else:
-        command, args = wrap_command(spec.framework, command, args)
+        launched = wrap_command(spec.framework, command, args)
+        torchrun = launched != (command, args)
+        command, args = launched
     if command is not None:
         container["command"] = list(command)
     if args is not None:
         container["args"] = list(args)
     artifacts = build_artifacts(run, role, ctx)
     container["env"] = add_env(build_env(run, role, None, addressing, ctx), artifacts.env)
+    if torchrun and not any(e["name"] == c.ENV_TORCHELASTIC_ERROR_FILE for e in container["env"]):
+        container["env"].append({"name": c.ENV_TORCHELASTIC_ERROR_FILE, "value": c.TERMINATION_LOG_PATH})
     env_from = _env_from(run)
     if env_from:
         container["envFrom"] = env_from

@@ -68,7 +68,8 @@ def _free_port() -> int:
 
 
 @contextmanager
-def run_server(data_dir: Path, log: Path) -> Iterator[S3Server]:
+def run_server(data_dir: Path, log: Path, host: str = "127.0.0.1") -> Iterator[S3Server]:
+    """versitygw on `host` (the real node's pods reach the host at its bridge gateway, not at 127.0.0.1)."""
     exe = require_binary()
     data_dir.mkdir(parents=True, exist_ok=True)
     port = _free_port()
@@ -81,7 +82,7 @@ def run_server(data_dir: Path, log: Path) -> Iterator[S3Server]:
                 "--secret",
                 SECRET_KEY,
                 "--port",
-                f"127.0.0.1:{port}",
+                f"{host}:{port}",
                 "posix",
                 str(data_dir),
             ],
@@ -94,13 +95,13 @@ def run_server(data_dir: Path, log: Path) -> Iterator[S3Server]:
             if proc.poll() is not None:
                 raise RuntimeError(f"versitygw exited with {proc.returncode}: {log.read_text(errors='replace')}")
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                socket.create_connection((host, port), timeout=0.5).close()
                 break
             except OSError:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"versitygw did not listen on {port}") from None
                 time.sleep(0.1)
-        yield S3Server(f"http://127.0.0.1:{port}")
+        yield S3Server(f"http://{host}:{port}")
     finally:
         proc.terminate()
         try:

@@ -301,3 +301,49 @@ def test_events_mark_start_suspension_and_end_not_the_way_in() -> None:
     assert [e[1] for e in running.events] == ["Running"]  # Running is news even as the first status
     paused = lc.decide(suspended, running.status, [job()], [pod(0), pod(1)], NOW)
     assert paused.status["phase"] == "Suspended" and [e[1] for e in paused.events] == ["Suspended"]
+
+
+# --- the first failure decides, signals before their consequences; stuck starts end after startTimeoutSeconds ---
+
+
+def test_first_replica_to_fail_decides_and_a_signal_death_beats_its_consequence() -> None:
+    """Rank 1 is SIGKILLed; rank 0 then fails in the collective with exit 1 in the same second."""
+    killed = pod(
+        1, "Failed", ready=False, termination=Termination("trainer", 137, "Error", "signal 9", "2026-11-26T11:59:50Z")
+    )
+    peer = pod(
+        0, "Failed", ready=False, termination=Termination("trainer", 1, "Error", "peer closed", "2026-11-26T11:59:50Z")
+    )
+    later = pod(
+        0, "Failed", ready=False, termination=Termination("trainer", 1, "Error", "late", "2026-11-26T11:59:55Z")
+    )
+    for pods in ([peer, killed], [killed, peer]):
+        decision = lc.decide(FACTS, {"phase": "Running", "startTime": T0}, [job()], pods, NOW)
+        assert decision.status["phase"] == lc.RESTARTING, decision.status
+        assert decision.status["failure"]["index"] == 1
+    # A failure a second earlier is the cause, even with a lower exit code.
+    first = pod(0, "Failed", ready=False, termination=Termination("trainer", 1, "Error", "bug", "2026-11-26T11:59:49Z"))
+    decision = lc.decide(FACTS, {"phase": "Running", "startTime": T0}, [job()], [killed, first, later], NOW)
+    assert decision.status["phase"] == lc.FAILED and decision.status["failure"]["index"] == 0
+
+
+@pytest.mark.parametrize("reason", sorted(lc.STUCK_REASONS))
+def test_stuck_start_is_pending_with_the_reason_then_fails_at_the_timeout(reason: str) -> None:
+    facts = replace(FACTS, start_timeout_seconds=60)
+    stuck = pod(0, "Pending", ready=False, waiting_reason=reason, waiting_message=f"trainer: {reason} details")
+    waiting = lc.decide(facts, {"phase": "Pending"}, [job()], [stuck, pod(1, "Pending", ready=False)], NOW)
+    assert waiting.status["phase"] == lc.PENDING
+    assert reason in waiting.status["message"] and "fails at 2026-11-26T12:00:30Z" in waiting.status["message"]
+    assert waiting.requeue_at == NOW + timedelta(seconds=30)
+    # T0 + 60 s has passed: the pod's own start time is the clock, whatever the operator saw before.
+    failed = lc.decide(facts, {"phase": "Pending"}, [job()], [stuck], NOW + timedelta(seconds=31))
+    assert failed.status["phase"] == lc.FAILED
+    assert failed.status["failure"]["reason"] == reason and failed.status["failure"]["index"] == 0
+    assert "startTimeoutSeconds=60" in failed.status["failure"]["message"]
+    assert failed.delete_jobs == ["r-node"]  # cleanPodPolicy Running: the stuck replicas go
+
+
+def test_container_creating_is_not_stuck() -> None:
+    creating = pod(0, "Pending", ready=False, waiting_reason="ContainerCreating")
+    decision = lc.decide(FACTS, {"phase": "Pending"}, [job()], [creating], NOW + timedelta(days=1))
+    assert decision.status["phase"] != lc.FAILED

@@ -43,14 +43,14 @@ def generic(command: list[str], replicas: int = 2, **spec: Any) -> dict[str, Any
 
 
 def test_pytorch_plan_is_one_torchrun_per_node(tmp_path: Path) -> None:
+    """The same launch as in a pod: torchrun without flags, which it reads from the PET_* env."""
     plan = plan_local(example("pytorch-ddp.yaml"), base_port=30000, run_dir=tmp_path, python="/py")
     assert [p.label for p in plan] == ["node-0", "node-1"]
     first, second = plan
-    assert first.argv == [
-        "/py", "-m", "torch.distributed.run", "--nnodes=2", "--node-rank=0", "--nproc-per-node=1",
-        "--master-addr=127.0.0.1", "--master-port=30000", "examples/pytorch/train_digits.py",
-    ]  # fmt: skip
-    assert "--node-rank=1" in second.argv and second.env["RANK"] == "1" and second.env["WORLD_SIZE"] == "2"
+    assert first.argv == ["/py", "-m", "torch.distributed.run", "examples/pytorch/train_digits.py"]
+    assert (first.env["PET_NNODES"], first.env["PET_NODE_RANK"], first.env["PET_NPROC_PER_NODE"]) == ("2", "0", "1")
+    assert (first.env["PET_MASTER_ADDR"], first.env["PET_MASTER_PORT"]) == ("127.0.0.1", "30000")
+    assert second.env["PET_NODE_RANK"] == "1" and second.env["RANK"] == "1" and second.env["WORLD_SIZE"] == "2"
     assert second.env["PET_MASTER_PORT"] == "30000" and second.env["RUNYARD_EXAMPLE_BACKEND"] == "gloo"
     assert first.env["RUNYARD_ARTIFACT_DIR"] == str(tmp_path / "artifacts" / "node-0")
 
@@ -59,8 +59,13 @@ def test_pytorch_module_and_non_python_commands(tmp_path: Path) -> None:
     run = example("pytorch-ddp.yaml")
     run.spec.command = ["python", "-m", "pkg.train", "--lr", "1"]
     assert plan_local(run, base_port=30000, run_dir=tmp_path)[0].argv[-4:] == ["--module", "pkg.train", "--lr", "1"]
+    # A command that is not python launches itself, as it does in a pod (wrapping it would start ranks twice).
     run.spec.command = ["bash", "train.sh"]
-    assert plan_local(run, base_port=30000, run_dir=tmp_path)[0].argv[-3:] == ["--no-python", "bash", "train.sh"]
+    assert plan_local(run, base_port=30000, run_dir=tmp_path)[0].argv == ["bash", "train.sh"]
+    run.spec.command = ["torchrun", "t.py"]
+    assert plan_local(run, base_port=30000, run_dir=tmp_path, python="/py")[0].argv == [
+        "/py", "-m", "torch.distributed.run", "t.py"
+    ]  # fmt: skip
     run.spec.command = None
     with pytest.raises(LocalRunError, match=r"spec\.command is required"):
         plan_local(run, base_port=30000, run_dir=tmp_path)

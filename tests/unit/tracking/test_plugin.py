@@ -55,7 +55,8 @@ def _plugin(uri: str, **tracking: Any) -> TrackingPlugin:
         {
             "tracking": {
                 "mlflow": {"trackingUri": uri, "podTrackingUri": "http://mlflow.mlops:5000", "uiUrl": "http://ui/",
-                           "password": SECRET, "username": {"name": "mlflow-creds", "key": "user"}},
+                           "password": SECRET, "username": {"name": "mlflow-creds", "key": "user"},
+                           "systemMetrics": True},
                 "secretEnv": {"wandb": {"WANDB_API_KEY": {"name": "wandb", "key": "key"}}},
                 "sweepIntervalSeconds": 3600,
                 **tracking,
