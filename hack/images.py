@@ -48,6 +48,7 @@ BASE_PACKAGES = (
     "openmpi-bin",
     "libopenmpi3",
     "procps",
+    "curl",
 )
 LIB = "opt/runyard/lib"
 WORKSPACE = "opt/runyard/workspace"
@@ -290,10 +291,10 @@ def images(only: set[str] | None = None) -> list[Image]:
         result.append(Image("localhost/runyard/debian:dev", [base], {"Env": env[:1], "Cmd": ["bash"]}))
     if "examples" in want:
         reqs = HERE / "examples-requirements.txt"
-        deps = pip_layer("examples-deps", digest(reqs.read_bytes(), base.key), ["-r", str(reqs)])
+        deps = pip_layer("examples-deps", digest(reqs.read_bytes()), ["-r", str(reqs)])
         app = pip_layer(
             "examples-app",
-            digest(sdk_key, tree_digest([ROOT / "examples"]), base.key),
+            digest(sdk_key, tree_digest([ROOT / "examples"])),
             ["--no-deps", str(ROOT / "sdk")],
         )
         examples = copy_layer(
@@ -308,10 +309,10 @@ def images(only: set[str] | None = None) -> list[Image]:
         )
     if "runyard" in want:
         pyproject = (ROOT / "operator" / "pyproject.toml").read_bytes() + (ROOT / "sdk" / "pyproject.toml").read_bytes()
-        deps = pip_layer("runyard-deps", digest(pyproject, base.key), _operator_requirements())
+        deps = pip_layer("runyard-deps", digest(pyproject), _operator_requirements())
         app = pip_layer(
             "runyard-app",
-            digest(sdk_key, tree_digest([ROOT / "operator"]), base.key),
+            digest(sdk_key, tree_digest([ROOT / "operator"])),
             ["--no-deps", str(ROOT / "sdk"), str(ROOT / "operator")],
         )
         result.append(

@@ -519,6 +519,7 @@ def stop_pids(pids: dict[str, int], alive: Callable[[str, int], bool]) -> None:
 def teardown(paths: NodePaths, kube_proxy: Path | None, sysctls: dict[str, str]) -> None:
     """Everything but the processes: containers, mounts, netns, iptables, the bridge, cgroups, host files."""
     unmount_under(paths.kubelet_dir)
+    unmount_under(HOST_RUN)  # containers' rootfs mounts, when their containerd was killed before removing them
     remove_netns()
     remove_iptables(kube_proxy)
     _run("ip", "link", "del", BRIDGE, check=False)

@@ -19,6 +19,7 @@ import yaml
 from kubernetes import client
 
 from tests.conftest import ROOT, Cluster
+from tests.unit.artifacts import s3server
 
 CRD_FILE = ROOT / "crds" / "runyard.dev_trainingruns.yaml"
 
@@ -129,9 +130,13 @@ def session_operator_paused() -> Iterator[None]:
             proc.start()
 
 
+# The operator reads no Secret of a run's namespace: it reaches the test S3 store with its own credentials.
+OPERATOR_S3_ENV = {"AWS_ACCESS_KEY_ID": s3server.ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": s3server.SECRET_KEY}
+
+
 @pytest.fixture(scope="session")
 def operator(cluster: Cluster, crd: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
-    proc = OperatorProcess(cluster.kubeconfig, tmp_path_factory.mktemp("operator"))
+    proc = OperatorProcess(cluster.kubeconfig, tmp_path_factory.mktemp("operator"), env=OPERATOR_S3_ENV)
     proc.start()
     _SESSION_OPERATOR.append(proc)
     yield proc
@@ -170,6 +175,10 @@ class Runs:
     def delete(self, name: str) -> None:
         self.api.delete_namespaced_custom_object("runyard.dev", "v1alpha1", self.namespace, "trainingruns", name)
 
+    def names(self) -> list[str]:
+        items = self.api.list_namespaced_custom_object("runyard.dev", "v1alpha1", self.namespace, "trainingruns")
+        return [item["metadata"]["name"] for item in items["items"]]
+
     def status(self, name: str) -> dict[str, Any]:
         return dict(self.get(name).get("status") or {})
 
@@ -199,6 +208,12 @@ class Runs:
 @pytest.fixture
 def runs(api: Any, namespace: str, operator: OperatorProcess) -> Runs:
     return Runs(api, namespace)
+
+
+def job_failed(runs: Runs, name: str) -> bool:
+    """The Job has its Failed condition (what the Job controller records, whoever watches)."""
+    job = runs.batch.read_namespaced_job(name, runs.namespace)
+    return any(c.type == "Failed" and c.status == "True" for c in job.status.conditions or [])
 
 
 def load_example(name: str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 
@@ -100,10 +101,14 @@ def configure_logging(fmt: str, level: str) -> None:
     # aiohttp's access log and kopf's per-object chatter are noise at INFO.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    # botocore's DEBUG lines carry request signatures and the access key id: never below INFO, whatever the level.
+    for name in ("botocore", "boto3", "s3transfer", "urllib3"):
+        logging.getLogger(name).setLevel(max(logging.INFO, logging.getLogger().level))
 
 
 async def run_operator(args: argparse.Namespace) -> None:
     import kopf
+    from kopf._core.engines.peering import Identity  # kopf takes the parameter but does not export its NewType
 
     from runyard_operator import handlers, metrics
     from runyard_operator.config import load_config
@@ -122,6 +127,8 @@ async def run_operator(args: argparse.Namespace) -> None:
         workers=args.workers,
         ssh_keygen=_ssh_keygen,
         coalesce_seconds=args.status_coalesce_seconds,
+        namespace_policy=config.namespace_policy(os.environ.get("POD_NAMESPACE")),
+        pod_policy=config.pod_policy_rules(),
     )
     registry = kopf.OperatorRegistry()
     handlers.register(registry, controller, namespaced=bool(namespaces))
@@ -166,6 +173,9 @@ async def run_operator(args: argparse.Namespace) -> None:
             clusterwide=not namespaces,
             namespaces=namespaces,
             standalone=True,
+            # kopf's default identity asks the password database for the user name, which a numeric non-root
+            # user of a container image (65532, no /etc/passwd entry) does not have: kopf would crash at start.
+            identity=Identity(f"{socket.gethostname()}@{os.getpid()}"),
             ready_flag=asyncio.Event() if elector else ready,
             stop_flag=stop,
         )
@@ -203,6 +213,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.modules.setdefault("kubernetes", None)  # type: ignore[arg-type]
     args = build_parser().parse_args(argv)
     configure_logging(args.log_format, args.log_level)
+    from runyard_operator.config import ConfigError, load_config
+
+    try:
+        load_config(args.config or None)  # a bad file stops here with its problems, not with a traceback
+    except ConfigError as err:
+        print(f"runyard-operator: {err}", file=sys.stderr)
+        return 2
     with contextlib.suppress(KeyboardInterrupt):
         try:
             import uvloop

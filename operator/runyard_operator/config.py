@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
+
+from runyard_operator.policies.admission import NamespacePolicy, PodPolicy
 
 
 class _Model(BaseModel):
@@ -49,6 +52,17 @@ class MLflowConfig(_Model):
         None, description="Artifact root of experiments the operator creates; the server's default if unset."
     )
 
+    @field_validator("tracking_uri", "pod_tracking_uri", "ui_url")
+    @classmethod
+    def _no_credentials(cls, value: str | None) -> str | None:
+        # A password in the URI would reach every pod's env and the runs' status in plain text.
+        if value and urlsplit(value).password is not None:
+            raise ValueError(
+                "must not contain credentials (user:password@): use `username`/`password` Secret references for "
+                "pods and MLFLOW_TRACKING_USERNAME/PASSWORD in the operator's own environment"
+            )
+        return value
+
 
 class TrackingConfig(_Model):
     """Cluster-wide tracking defaults; a run's `spec.tracking.trackers` overrides `defaultTrackers`."""
@@ -77,14 +91,73 @@ class TrackingConfig(_Model):
         return ["mlflow"] if self.mlflow else []
 
 
+class NamespacesConfig(_Model):
+    """Where the operator acts: never in the excluded namespaces; only in labelled ones when `matchLabels` is set."""
+
+    exclude: list[str] = Field(
+        default_factory=lambda: ["kube-system", "kube-public", "kube-node-lease"],
+        description="Namespaces whose runs are refused (their ServiceAccounts are the cluster's own).",
+    )
+    exclude_own: bool = Field(
+        True,
+        description="Also refuse runs in the operator's own namespace ($POD_NAMESPACE), where its ServiceAccount lives.",
+    )
+    match_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Opt-in: only namespaces with all these labels may run TrainingRuns (e.g. runyard.dev/enabled).",
+    )
+
+
+class PodPolicyConfig(_Model):
+    """Host-level powers pod templates (spec.podTemplate, spec.volumes) may request; all off by default."""
+
+    allow_privileged: bool = False
+    allow_host_namespaces: bool = Field(False, description="hostNetwork, hostPID and hostIPC.")
+    allow_privilege_escalation: bool = False
+    allowed_host_paths: list[str] = Field(default_factory=list, description="hostPath prefixes pods may mount.")
+    allowed_capabilities: list[str] = Field(default_factory=list, description="Capabilities pods may add.")
+
+
 class OperatorConfig(_Model):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     gpu_metrics: dict[str, Any] = Field(default_factory=dict)
     artifacts: dict[str, Any] = Field(default_factory=dict)
+    namespaces: NamespacesConfig = Field(default_factory=NamespacesConfig)
+    pod_policy: PodPolicyConfig = Field(default_factory=PodPolicyConfig)
+
+    def namespace_policy(self, own_namespace: str | None) -> NamespacePolicy:
+        excluded = set(self.namespaces.exclude)
+        if self.namespaces.exclude_own and own_namespace:
+            excluded.add(own_namespace)
+        return NamespacePolicy(frozenset(excluded), dict(self.namespaces.match_labels))
+
+    def pod_policy_rules(self) -> PodPolicy:
+        p = self.pod_policy
+        return PodPolicy(
+            allow_privileged=p.allow_privileged,
+            allow_host_namespaces=p.allow_host_namespaces,
+            allow_privilege_escalation=p.allow_privilege_escalation,
+            allowed_host_paths=tuple(p.allowed_host_paths),
+            allowed_capabilities=tuple(p.allowed_capabilities),
+        )
+
+
+class ConfigError(Exception):
+    """The configuration file cannot be read or does not validate; the message names each field and problem."""
 
 
 def load_config(path: str | None) -> OperatorConfig:
     if not path:
         return OperatorConfig()
-    data = yaml.safe_load(Path(path).read_text()) or {}
-    return OperatorConfig.model_validate(data)
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        return OperatorConfig.model_validate(data)
+    except OSError as err:
+        raise ConfigError(f"config {path}: {err.strerror or err}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config {path}: invalid YAML: {err}") from None
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}" for e in err.errors()[:10]
+        )
+        raise ConfigError(f"config {path}: {problems}") from None

@@ -12,18 +12,19 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 
 from runyard import constants as c
 from runyard.api import TrainingRun
-from runyard.builders import BuildContext, build_children
+from runyard.builders import BuildContext, build_children, build_mpi_ssh_secret, build_pod_template
 from runyard_operator import metrics
 from runyard_operator.k8s import ApiError, Kube
 from runyard_operator.observe import JobView, PodView, summarize_job, summarize_pod
 from runyard_operator.plugins import PluginContext, RunPlugin
+from runyard_operator.policies import admission as adm
 from runyard_operator.policies import conditions as cond
 from runyard_operator.policies import lifecycle as lc
 from runyard_operator.workqueue import WorkQueue
@@ -121,6 +122,43 @@ def release_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
+_NAMESPACE_LABELS_TTL = 30.0
+
+
+class ChildRefusedError(Exception):
+    """The API server refused a child (invalid, forbidden) or its name is held by an object the run does not own."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def _consequential(previous: Mapping[str, Any], decision: lc.Decision) -> bool:
+    """A decision that cannot be taken back: a gang restart or an end (to be confirmed by a fresh read)."""
+    phase = decision.status.get("phase")
+    return phase != previous.get("phase") and phase in (lc.FAILED, lc.SUCCEEDED, lc.RESTARTING)
+
+
+def _refuse(
+    facts: lc.RunFacts, previous: Mapping[str, Any], decision: lc.Decision, reason: str, message: str, now: datetime
+) -> None:
+    """Turn the decision into a terminal refusal: nothing more is created, and the status says why."""
+    status = decision.status
+    status |= {"phase": lc.FAILED, "message": message, "completionTime": lc.fmt_time(now), "gpus": 0}
+    status["failure"] = {"reason": reason, "message": message}
+    status["conditions"] = cond.compute(
+        previous.get("conditions") or [], lc.FAILED, reason, message, facts.generation, now
+    )
+    decision.create_children = False
+    decision.requeue_at = (
+        now + timedelta(seconds=facts.ttl_seconds_after_finished)
+        if facts.ttl_seconds_after_finished is not None
+        else None
+    )
+    decision.events.append(("Warning", reason, message))
+
+
 def run_facts(run: TrainingRun) -> lc.RunFacts:
     spec, policy = run.spec, run.spec.run_policy
     framework = str(spec.framework)
@@ -181,12 +219,17 @@ class Controller:
         workers: int = 16,
         ssh_keygen: Any = None,
         coalesce_seconds: float = 1.0,
+        namespace_policy: adm.NamespacePolicy | None = None,
+        pod_policy: adm.PodPolicy | None = None,
     ) -> None:
         self.kube = kube
         self.cache = RunCache()
         self.plugins = list(plugins)
         self.queue = WorkQueue(self.reconcile, workers=workers)
         self._ssh_keygen = ssh_keygen
+        self.namespace_policy = namespace_policy or adm.NamespacePolicy()
+        self.pod_policy = pod_policy or adm.PodPolicy()
+        self._ns_labels: dict[str, tuple[float, dict[str, str]]] = {}
         self._failures: dict[RunKey, int] = {}
         self.coalesce_seconds = coalesce_seconds
         self._first_seen: dict[RunKey, float] = {}
@@ -315,18 +358,33 @@ class Controller:
             await self._add_finalizer(body)
 
         facts = run_facts(run)
-        jobs = list(self.cache.jobs.get(uid, {}).values())
-        pods = list(self.cache.pods.get(uid, {}).values())
-        decision = lc.decide(facts, previous, jobs, pods, now)
+        jobs, pods = self._children(uid, namespace)
+        refusals = await self._refusals(facts, previous, jobs, pods, now)
+        decision = lc.decide(facts, previous, jobs, pods, now, refusals)
+        if _consequential(previous, decision):
+            # A restart or an end is decided from what the API holds now, not from what the watch caches happened
+            # to have seen (after an operator restart the Job watch can lead the Pod watch by seconds).
+            jobs, pods = await self._read_children(uid, namespace)
+            refusals = await self._refusals(facts, previous, jobs, pods, now)
+            decision = lc.decide(facts, previous, jobs, pods, now, refusals)
         status = decision.status
 
         for job_name in decision.delete_jobs:
-            await self.kube.delete("Job", namespace, job_name)
+            # Foreground: the Job stays (deleting) until its pods are gone, so a gang restart waits for the old
+            # replicas' sidecars to store their last checkpoint before the new replicas look for it.
+            await self.kube.delete("Job", namespace, job_name, propagation="Foreground")
             self._forget_job(uid, job_name)
         for job_name, suspend in decision.suspend_jobs.items():
             await self.kube.patch("Job", namespace, job_name, {"spec": {"suspend": suspend}})
         if decision.create_children:
-            await self._create_children(body, run, status)
+            refused = await self._admit(run, namespace)
+            if refused is None:
+                try:
+                    await self._create_children(body, run, status)
+                except ChildRefusedError as err:
+                    refused = (err.reason, err.message)
+            if refused is not None:
+                _refuse(facts, previous, decision, refused[0], refused[1], now)
 
         if status.get("phase") in lc.TERMINAL and previous.get("phase") not in lc.TERMINAL:
             for plugin in self.plugins:
@@ -354,58 +412,154 @@ class Controller:
             prepared = await plugin.prepare(run, status)
             extra_env += prepared.env
             status |= prepared.status
-        keys = self._ssh_keygen() if self._ssh_keygen and str(run.spec.framework) == "mpi" else (None, None)
         ctx = BuildContext(
             restart_attempt=attempt,
             extra_env=tuple(extra_env),
-            ssh_private_key=keys[0],
-            ssh_public_key=keys[1],
             # A restart's replicas resolve the newest checkpoint from the store themselves (RUNYARD_RESUME_FROM is
             # the run's directory): the old replicas' sidecars upload their last checkpoint while they stop, after
             # any status this reconcile could read.
             resume_from=None,
         )
+        if str(run.spec.framework) == "mpi":
+            ctx = replace(ctx, ssh_secret_name=await self._ssh_secret(run, ctx, status))
         created = self.cache.created.setdefault(uid, set())
         known_jobs = {j.name for j in self.cache.jobs.get(uid, {}).values()}
-        todo = [
-            obj
-            for obj in build_children(run, ctx)
-            if not (obj["kind"] == "Job" and obj["metadata"]["name"] in known_jobs)
-            and not (obj["kind"] != "Job" and (obj["kind"], obj["metadata"]["name"]) in created)
-        ]
-        # Mounted config (MPI hostfile, SSH key) must exist before pods start; the Service and the Jobs are
-        # independent of each other, so they go out together and cost one round trip.
-        mounted = [o for o in todo if o["kind"] in ("ConfigMap", "Secret")]
-        rest = [o for o in todo if o["kind"] not in ("ConfigMap", "Secret")]
-        for batch in (mounted, rest):
-            results = await asyncio.gather(*(self._create_or_adopt(obj, uid) for obj in batch))
-            for obj, result in zip(batch, results, strict=True):
-                if obj["kind"] == "Job":
-                    self.on_child_event("Job", "ADDED", result)
-                else:
-                    created.add((obj["kind"], obj["metadata"]["name"]))
+        children = build_children(run, ctx)
+        others = [o for o in children if o["kind"] != "Job" and (o["kind"], o["metadata"]["name"]) not in created]
+        jobs = [o for o in children if o["kind"] == "Job" and o["metadata"]["name"] not in known_jobs]
+        # Service and MPI config first: a name held by someone else refuses the run before any replica exists.
+        await asyncio.gather(*(self._create_owned(o, uid) for o in others))
+        created.update((o["kind"], o["metadata"]["name"]) for o in others)
+        if len(jobs) > 1:
+            # Several roles: the API server validates every Job before any is created, so a Job it rejects can never
+            # leave the other roles running as a partial gang.
+            await asyncio.gather(*(self._dry_run(o) for o in jobs))
+        for job, result in zip(jobs, await asyncio.gather(*(self._create_owned(o, uid) for o in jobs)), strict=True):
+            self.on_child_event("Job", "ADDED", result or job)
 
-    async def _create_or_adopt(self, obj: Mapping[str, Any], uid: str) -> dict[str, Any]:
+    async def _ssh_secret(self, run: TrainingRun, ctx: BuildContext, status: dict[str, Any]) -> str:
+        """The run's MPI SSH Secret: the one recorded in status, or a new one with a server-generated name."""
+        if status.get("sshSecret"):
+            return str(status["sshSecret"])
+        private, public = self._ssh_keygen() if self._ssh_keygen else (None, None)
+        secret = build_mpi_ssh_secret(run, replace(ctx, ssh_private_key=private, ssh_public_key=public))
+        try:
+            answer = await self.kube.create(secret)
+        except ApiError as err:
+            if err.status in (400, 403, 422) and "being terminated" not in err.message:
+                raise ChildRefusedError(
+                    lc.REASON_REJECTED, f"Secret {secret['metadata']['generateName']}*: {err.message}"
+                ) from None
+            raise
+        status["sshSecret"] = answer["metadata"]["name"]
+        return str(status["sshSecret"])
+
+    async def _dry_run(self, obj: Mapping[str, Any]) -> None:
+        try:
+            await self.kube.create(obj, decode=False, dry_run=True)
+        except ApiError as err:
+            if err.status in (400, 403, 422) and "being terminated" not in err.message:
+                raise ChildRefusedError(
+                    lc.REASON_REJECTED, f"{obj['kind']} {obj['metadata']['name']}: {err.message}"
+                ) from None
+            if err.status != 409:
+                raise
+
+    async def _create_owned(self, obj: Mapping[str, Any], uid: str) -> dict[str, Any]:
+        """Create a child, or accept the existing one only if this run controls it (owner reference UID).
+
+        Never adopts: an object of that name that the run does not own (a user's Secret, the cluster's
+        `kubernetes` Service) refuses the run instead of being taken over and later garbage-collected with it.
+        """
+        meta = obj["metadata"]
         try:
             # Only a Job's answer feeds the cache (before its watch event arrives); the rest need no decoding.
             return await self.kube.create(obj, decode=obj["kind"] == "Job")
         except ApiError as err:
+            if err.status in (400, 403, 422) and "being terminated" not in err.message:
+                raise ChildRefusedError(
+                    lc.REASON_REJECTED, f"{obj['kind']} {meta.get('name') or meta.get('generateName')}: {err.message}"
+                ) from None
             if err.status != 409:
                 raise
-        meta = obj["metadata"]
         existing = await self.kube.get(obj["kind"], meta["namespace"], meta["name"])
         owners = existing.get("metadata", {}).get("ownerReferences") or []
         controller = next((o for o in owners if o.get("controller")), None)
-        if controller is None:
-            return await self.kube.adopt(obj["kind"], meta["namespace"], meta["name"], meta["ownerReferences"][0])
-        if controller.get("uid") != uid:
-            raise ApiError(
-                409,
-                "AlreadyExists",
-                f"{obj['kind']} {meta['name']} exists and is controlled by {controller.get('kind')} "
-                f"{controller.get('name')}",
+        if controller is None or controller.get("uid") != uid:
+            held = (
+                f"controlled by {controller.get('kind')} {controller.get('name')}" if controller else "not owned by it"
+            )
+            raise ChildRefusedError(
+                lc.REASON_NAME_CONFLICT,
+                f"{obj['kind']} {meta['namespace']}/{meta['name']} already exists and is {held}; Runyard never "
+                f"takes over objects it did not create: rename the run or remove that {obj['kind']}",
             )
         return existing
+
+    def _children(self, uid: str, namespace: str) -> tuple[list[JobView], list[PodView]]:
+        """The run's children from the caches: Jobs it controls (owner UID) and the pods those Jobs control.
+
+        Labels alone prove nothing: anyone can label a pod in any namespace with a run's UID.
+        """
+        jobs = [j for j in self.cache.jobs.get(uid, {}).values() if j.owned and j.namespace in ("", namespace)]
+        job_uids = {j.uid for j in jobs}
+        pods = [
+            p
+            for p in self.cache.pods.get(uid, {}).values()
+            if p.namespace in ("", namespace) and p.owner_uid in job_uids
+        ]
+        return jobs, pods
+
+    async def _read_children(self, uid: str, namespace: str) -> tuple[list[JobView], list[PodView]]:
+        """The run's Jobs and pods as the API holds them now; the caches are replaced with them."""
+        selector = f"{c.LABEL_RUN_UID}={uid}"
+        raw_jobs, raw_pods = await asyncio.gather(
+            self.kube.list_items("Job", namespace, label_selector=selector),
+            self.kube.list_items("Pod", namespace, label_selector=selector),
+        )
+        self.cache.jobs[uid] = {j["metadata"]["name"]: summarize_job(j) for j in raw_jobs}
+        self.cache.pods[uid] = {p["metadata"]["uid"]: summarize_pod(p) for p in raw_pods}
+        return self._children(uid, namespace)
+
+    async def _refusals(
+        self, facts: lc.RunFacts, previous: Mapping[str, Any], jobs: list[JobView], pods: list[PodView], now: datetime
+    ) -> dict[str, str]:
+        """Why Jobs of the current attempt could not create their pods (the Job controller's FailedCreate Events)."""
+        attempt = int(previous.get("restarts") or 0)
+        current = [j for j in jobs if j.attempt == attempt]
+        waiting = lc.awaiting_pods(facts, current, [p for p in pods if p.attempt == attempt], now)
+        refusals: dict[str, str] = {}
+        for job in waiting:
+            events = await self.kube.list_items(
+                "Event", job.namespace, field_selector=f"involvedObject.uid={job.uid},reason=FailedCreate"
+            )
+            if events:
+                latest = max(events, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+                refusals[job.role] = str(latest.get("message") or "pod creation refused")[:1024]
+        return refusals
+
+    async def _admit(self, run: TrainingRun, namespace: str) -> tuple[str, str] | None:
+        """The platform's policy on where runs may run and what their pods may request; None when admitted."""
+        labels = await self._namespace_labels(namespace) if self.namespace_policy.match_labels else None
+        why = adm.namespace_refusal(namespace, labels, self.namespace_policy)
+        if why:
+            return lc.REASON_NAMESPACE_REFUSED, why
+        problems = []
+        for role in run.spec.roles():
+            template = build_pod_template(run, role, BuildContext())
+            problems += [p for p in adm.pod_violations(template, self.pod_policy) if p not in problems]
+        if problems:
+            return lc.REASON_POLICY, "the platform's pod policy refuses: " + "; ".join(problems[:10])
+        return None
+
+    async def _namespace_labels(self, namespace: str) -> dict[str, str]:
+        cached = self._ns_labels.get(namespace)
+        if cached and time.monotonic() - cached[0] < _NAMESPACE_LABELS_TTL:
+            return cached[1]
+        body = await self.kube.request("GET", "Namespace", None, namespace)
+        labels = dict((body.get("metadata") or {}).get("labels") or {})
+        self._ns_labels[namespace] = (time.monotonic(), labels)
+        return labels
 
     def _coalesce_delay(
         self, key: RunKey, previous: Mapping[str, Any], status: Mapping[str, Any], decision: lc.Decision

@@ -33,6 +33,7 @@ _KINDS: dict[str, tuple[str, str]] = {
     "Event": ("/api/v1", "events"),
     "EndpointSlice": ("/apis/discovery.k8s.io/v1", "endpointslices"),
     "Lease": ("/apis/coordination.k8s.io/v1", "leases"),
+    "Namespace": ("/api/v1", "namespaces"),
     c.KIND: (f"/apis/{c.API_VERSION}", c.PLURAL),
 }
 REQUEST_TIMEOUT = 60.0  # seconds for one call, as kopf's own requests (settings.networking.request_timeout)
@@ -182,24 +183,22 @@ class Kube:
 
     # --- children ------------------------------------------------------------------------------------
 
-    async def create(self, obj: Mapping[str, Any], decode: bool = True) -> dict[str, Any]:
+    async def create(self, obj: Mapping[str, Any], decode: bool = True, dry_run: bool = False) -> dict[str, Any]:
         meta = obj["metadata"]
-        return await self.request(
-            "POST",
-            obj["kind"],
-            meta.get("namespace"),
-            body=obj,
-            query={"fieldManager": c.FIELD_MANAGER},
-            decode=decode,
-        )
+        query = {"fieldManager": c.FIELD_MANAGER} | ({"dryRun": "All"} if dry_run else {})
+        return await self.request("POST", obj["kind"], meta.get("namespace"), body=obj, query=query, decode=decode)
 
     async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
         return await self.request("GET", kind, namespace, name)
 
-    async def adopt(self, kind: str, namespace: str, name: str, owner: Mapping[str, Any]) -> dict[str, Any]:
-        """Add the controller owner reference to an existing unowned object (create-or-adopt after a 409)."""
-        body = {"metadata": {"ownerReferences": [owner]}}
-        return await self.request("PATCH", kind, namespace, name, body=body, content_type=MERGE_PATCH)
+    async def list_items(
+        self, kind: str, namespace: str, *, label_selector: str = "", field_selector: str = ""
+    ) -> list[dict[str, Any]]:
+        """The items of one (unpaginated) list; for the few children of one run, or the Events of one object."""
+        query = {k: v for k, v in (("labelSelector", label_selector), ("fieldSelector", field_selector)) if v}
+        body = await self.request("GET", kind, namespace, query=query)
+        items = body.get("items") or []
+        return [item for item in items if isinstance(item, dict)]
 
     async def delete(self, kind: str, namespace: str, name: str, propagation: str = "Background") -> None:
         try:

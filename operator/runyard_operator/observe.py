@@ -46,6 +46,23 @@ class JobView:
     failure_reason: str
     failure_message: str
     deleting: bool
+    owned: bool = True  # controlled by the run it is labelled for (owner reference UID), not only labelled so
+    created: str = ""
+    namespace: str = ""
+
+    @property
+    def recorded_failure(self) -> tuple[int | None, str, str]:
+        """(exit code, reason, pod) the Job's podFailurePolicy wrote into its Failed condition, when it did.
+
+        This survives the failed pod: whoever deleted it, and whatever the operator's cache missed.
+        """
+        exit_match = _JOB_EXIT.search(self.failure_message)
+        if exit_match:
+            return int(exit_match.group(2)), "Error", exit_match.group(1)
+        disrupted = _JOB_DISRUPTED.search(self.failure_message)
+        if disrupted:
+            return None, "Disrupted", disrupted.group(1)
+        return None, "", ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +88,16 @@ class PodView:
     # Why the main container is not running yet (ErrImagePull, CreateContainerConfigError...), when it says.
     waiting_reason: str = ""
     waiting_message: str = ""
+    # DisruptionTarget's reason (EvictionByEvictionAPI, PreemptionByScheduler, DeletionByTaintManager...), if set.
+    disruption: str = ""
+    owner_uid: str = ""  # the controlling Job's UID
+    namespace: str = ""
+    created: str = ""
+
+
+# podFailurePolicy messages of the Job controller (pkg/controller/job/pod_failure_policy.go).
+_JOB_EXIT = re.compile(r"for pod [^/\s]+/(\S+) failed with exit code (\d+)")
+_JOB_DISRUPTED = re.compile(r"Pod [^/\s]+/(\S+) has condition DisruptionTarget")
 
 
 def _int(value: Any, default: int = 0) -> int:
@@ -106,34 +133,42 @@ def summarize_job(body: Mapping[str, Any]) -> JobView:
         failure_reason=str(failed.get("reason", "")),
         failure_message=str(failed.get("message", "")),
         deleting=bool(meta.get("deletionTimestamp")),
+        owned=any(o.get("uid") == labels.get(c.LABEL_RUN_UID) for o in meta.get("ownerReferences") or []),
+        created=str(meta.get("creationTimestamp") or ""),
+        namespace=str(meta.get("namespace") or ""),
     )
 
 
-# torchrun (the PyTorch launch) exits 1 whatever killed its worker; with TORCHELASTIC_ERROR_FILE pointing at the
-# termination log it writes the first failure there, exit code included ("exitcode  : -9" for SIGKILL).
+# torchrun (the PyTorch launch) exits 1 whatever killed its worker, and ends its output with a summary of the first
+# failure ("Root Cause (first observed failure)", "exitcode  : -9" for SIGKILL). The summary reaches the termination
+# message either as torchrun's error file (TORCHELASTIC_ERROR_FILE, JSON, when the worker recorded its error) or as
+# the log tail (terminationMessagePolicy FallbackToLogsOnError).
+_ELASTIC_ROOT_CAUSE = "Root Cause (first observed failure)"
 _ELASTIC_EXITCODE = re.compile(r"exitcode\s*:\s*(-?\d+)")
 _ELASTIC_RANK = re.compile(r"rank\s*:\s*(\d+)")
 
 
 def elastic_failure(message: str) -> tuple[int, str] | None:
-    """(the worker's exit code as a shell reports it, a one-line summary) from torchrun's error file, if it is one.
+    """(the worker's exit code as a shell reports it, a one-line summary) from torchrun's failure summary, if any.
 
     A worker killed by signal N reports -N; as a container exit code that is 128 + N, so the retry policy treats a
     rank killed by the OOM killer or a preemption under torchrun like one killed without it.
     """
-    if '"message"' not in message or "exitcode" not in message:
+    text = message
+    if message.lstrip().startswith("{"):
+        try:
+            text = str((json.loads(message).get("message") or {}).get("message") or "")
+        except (ValueError, AttributeError):
+            return None
+    if _ELASTIC_ROOT_CAUSE not in text and "ChildFailedError" not in text:
         return None
-    try:
-        body = json.loads(message)
-        text = str((body.get("message") or {}).get("message") or "")
-    except (ValueError, AttributeError):
-        text = message
-    found = _ELASTIC_EXITCODE.search(text)
+    summary = text[text.rfind(_ELASTIC_ROOT_CAUSE) :] if _ELASTIC_ROOT_CAUSE in text else text
+    found = _ELASTIC_EXITCODE.search(summary)
     if not found:
         return None
     code = int(found.group(1))
     exit_code = 128 - code if code < 0 else code
-    rank = _ELASTIC_RANK.search(text)
+    rank = _ELASTIC_RANK.search(summary)
     where = f"rank {rank.group(1)}" if rank else "a worker"
     detail = f"signal {-code}" if code < 0 else f"exit code {code}"
     return exit_code, f"torchrun: {where} failed with {detail}"
@@ -150,7 +185,9 @@ def _termination(status: Mapping[str, Any]) -> Termination | None:
         message = str(term.get("message", ""))
         elastic = elastic_failure(message) if exit_code != 0 else None
         if elastic:
-            exit_code, message = elastic
+            # The worker's own exit code, the summary first, then as much of the log tail as fits.
+            exit_code, summary = elastic
+            message = f"{summary}\n{message[-(1023 - len(summary)) :]}"
         view = Termination(
             container=str(cs.get("name", "")),
             exit_code=exit_code,
@@ -194,6 +231,8 @@ def summarize_pod(body: Mapping[str, Any]) -> PodView:
         unschedulable = f"{scheduled.get('reason', 'Unschedulable')}: {scheduled.get('message', '')}".strip()
     index = annotations.get(c.ANNOTATION_JOB_COMPLETION_INDEX, labels.get(c.LABEL_REPLICA_INDEX))
     waiting = _waiting(status)
+    disruption = conditions.get(c.POD_CONDITION_DISRUPTION) or {}
+    controller: Mapping[str, Any] = next((o for o in meta.get("ownerReferences") or [] if o.get("controller")), {})
     return PodView(
         name=meta.get("name", ""),
         uid=meta.get("uid", ""),
@@ -213,4 +252,8 @@ def summarize_pod(body: Mapping[str, Any]) -> PodView:
         message=str(status.get("message") or "")[:1024],
         waiting_reason=waiting[0],
         waiting_message=waiting[1],
+        disruption=str(disruption.get("reason") or "Disrupted") if disruption.get("status") == "True" else "",
+        owner_uid=str(controller.get("uid") or "") if controller.get("kind") == "Job" else "",
+        namespace=str(meta.get("namespace") or ""),
+        created=str(meta.get("creationTimestamp") or ""),
     )

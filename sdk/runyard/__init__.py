@@ -25,13 +25,14 @@ from runyard.exceptions import (
 
 if _TYPE_CHECKING:
     from runyard.api import Phase, TrainingRun
-    from runyard.client import Client, LogLine, RunEvent, WatchEvent
+    from runyard.client import Client, LogLine, Replica, RunEvent, WatchEvent
     from runyard.local import LocalRunResult, run_local
     from runyard.tracking.logger import MetricLogger, log_metrics
 
 _LAZY_EXPORTS = {
     "Client": "runyard.client",
     "LogLine": "runyard.client",
+    "Replica": "runyard.client",
     "RunEvent": "runyard.client",
     "WatchEvent": "runyard.client",
     "LocalRunResult": "runyard.local",
@@ -63,6 +64,7 @@ __all__ = [
     "MetricLogger",
     "NotFoundError",
     "Phase",
+    "Replica",
     "RunContext",
     "RunEvent",
     "RunFailedError",

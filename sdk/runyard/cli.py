@@ -438,7 +438,7 @@ def validate(files: FileOption) -> None:
 
 
 def _validate_file(file: Path) -> bool:
-    from runyard.validation import validate_manifest
+    from runyard.validation import advisories, validate_manifest
 
     try:
         located = _located([file])
@@ -452,6 +452,8 @@ def _validate_file(file: Path) -> bool:
             typer.echo(f"{where}: {problem}", err=True)
         if not problems:
             typer.echo(f"{where}: ok ({doc.get('kind', 'TrainingRun')} {_doc_name(doc)})")
+            for note in advisories(doc):
+                typer.echo(f"{where}: warning: {note}", err=True)
         valid = valid and not problems
     return valid
 
@@ -501,10 +503,14 @@ def submit(
     namespace: NamespaceOption = None,
 ) -> None:
     """Validate and create TrainingRuns from YAML files (every document is checked before any is created)."""
+    from runyard.validation import advisories
+
     docs = _runs(files, name)
     client = _client(ctx, kubeconfig, context, namespace)
     created = []
     for doc in docs:
+        for note in advisories(doc):
+            typer.echo(f"warning: {_doc_name(doc)}: {note}", err=True)
         run = client.submit(doc, dry_run=dry_run)
         created.append(run)
         suffix = " (server dry run)" if dry_run else ""
@@ -561,6 +567,7 @@ def describe(
     client = _client(ctx, kubeconfig, context, namespace)
     run = client.get(name)
     events = client.events(name)
+    replicas = client.replicas(name)
     console = _console()
     status = run.status
     spec = run.spec
@@ -628,6 +635,11 @@ def describe(
         console.print(f"  {artifacts.store_uri} ({artifacts.files or 0} files, {artifacts.total_bytes or 0} bytes)")
         if artifacts.newest_checkpoint:
             console.print(f"  newest checkpoint: {artifacts.newest_checkpoint}")
+    console.print("[bold]Pods:[/bold]")
+    pods = Table("REPLICA", "POD", "PHASE", "NODE", "IP", "ATTEMPT", box=None)
+    for r in replicas:
+        pods.add_row(f"{r.role}-{r.index}", r.pod, r.phase, r.node or "-", r.ip or "-", str(r.restart_attempt))
+    console.print(pods if pods.row_count else "  -")
     conditions = Table("TYPE", "STATUS", "REASON", "MESSAGE", "LAST TRANSITION", box=None, title_justify="left")
     for cond in (status.conditions if status else None) or []:
         conditions.add_row(

@@ -44,7 +44,7 @@ from runyard.validation import (
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
-__all__ = ["Client", "LogLine", "RunEvent", "WatchEvent"]
+__all__ = ["Client", "LogLine", "Replica", "RunEvent", "WatchEvent"]
 
 T = TypeVar("T")
 TERMINAL_PHASES = frozenset({Phase.SUCCEEDED, Phase.FAILED})
@@ -105,6 +105,21 @@ class _Pod:
     attempt: int
     phase: str
     created: datetime | None
+    node: str = ""
+    ip: str = ""
+
+
+@dataclass(frozen=True)
+class Replica:
+    """One pod of a run: which replica it is, where it runs and in which restart attempt."""
+
+    role: str
+    index: int
+    pod: str
+    phase: str
+    node: str
+    ip: str
+    restart_attempt: int
 
 
 def _phase(run: TrainingRun) -> Phase | None:
@@ -770,6 +785,19 @@ class Client:
 
     # --- pods, logs and events -----------------------------------------------------------------------
 
+    def replicas(self, name: str, namespace: str | None = None) -> builtins.list[Replica]:
+        """The run's pods (every restart attempt still present), in role and index order.
+
+        Args:
+            name: the run.
+            namespace: its namespace (default: the client's).
+
+        Returns:
+            One Replica per pod, with its node and pod IP once scheduled and started.
+        """
+        pods = sorted(self._pods(name, namespace), key=lambda p: (p.attempt, p.role, p.index))
+        return [Replica(p.role, p.index, p.name, p.phase, p.node, p.ip, p.attempt) for p in pods]
+
     def _pods(self, name: str, namespace: str | None) -> builtins.list[_Pod]:
         result = self._call(
             f"list pods of {name}",
@@ -796,6 +824,8 @@ class Client:
                     attempt=int(labels.get(c.LABEL_RESTART_ATTEMPT, "0") or 0),
                     phase=(pod.status.phase if pod.status else None) or "Unknown",
                     created=meta.creation_timestamp,
+                    node=(pod.spec.node_name if pod.spec else None) or "",
+                    ip=(pod.status.pod_ip if pod.status else None) or "",
                 )
             )
         return pods
@@ -882,20 +912,24 @@ class Client:
 
     def _read_log(self, pod: _Pod, namespace: str | None) -> Iterator[LogLine]:
         try:
-            text = self._call(
+            # The raw body: the kubernetes client (v36) turns a deserialized log into the repr of its bytes ("b'...'").
+            response = self._call(
                 f"logs of {pod.name}",
                 self._core.read_namespaced_pod_log,
                 pod.name,
                 self._ns(namespace),
                 container=c.CONTAINER_NAME,
+                _preload_content=False,
                 _request_timeout=LOG_REQUEST_TIMEOUT,
             )
         except (ClientError, ValidationFailedError) as exc:
             yield self._notice(pod, f"no logs ({pod.phase}): {exc}")
             return
-        # The kubernetes client hands pod logs over as bytes (a str only from older versions): decode, never repr.
-        decoded = text.decode(errors="replace") if isinstance(text, bytes) else str(text)
-        for line in decoded.splitlines():
+        try:
+            text = response.data.decode(errors="replace")
+        finally:
+            response.release_conn()
+        for line in text.splitlines():
             yield LogLine(pod.role, pod.index, pod.name, line, pod.attempt)
 
     @staticmethod

@@ -128,6 +128,15 @@ DEFAULT_ARTIFACT_SYNC_GRACE_SECONDS: Final = 120
 DEFAULT_BACKOFF_LIMIT: Final = 3
 # How long a replica may stay unable to start (image pull error, invalid container config) before the run fails.
 DEFAULT_START_TIMEOUT_SECONDS: Final = 600
+# How long a replica stays bound to a NotReady or unreachable node before it is evicted (and the gang restarts):
+# the tolerationSeconds Runyard gives pods for those taints, unless the spec tolerates them itself.
+DEFAULT_NODE_LOST_SECONDS: Final = 60
+NODE_LOST_TAINTS: Final = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+# The pod condition the API server, scheduler and taint manager set on pods they are about to delete.
+POD_CONDITION_DISRUPTION: Final = "DisruptionTarget"
+# Failure reasons a gang restart retries whatever the exit code: infrastructure, not the program. `Unknown` is a
+# failure whose cause nothing recorded (its pod is gone); `JobDeleted` a child Job someone deleted mid-run.
+DEFAULT_RETRY_REASONS: Final = ("Evicted", "Preempted", "NodeLost", "Disrupted", "Unknown", "JobDeleted")
 DEFAULT_BACKOFF_SECONDS: Final = 10
 # Bound on how long the MPI launcher's init container waits for every worker's sshd.
 DEFAULT_MPI_WAIT_SECONDS: Final = 300

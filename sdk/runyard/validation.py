@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -274,3 +274,20 @@ def dump_manifests(objs: Iterable[dict[str, Any]]) -> str:
     return "".join(
         "---\n" + yaml.dump(obj, Dumper=_Dumper, sort_keys=False, width=120, allow_unicode=True) for obj in objs
     )
+
+
+def advisories(doc: Mapping[str, Any]) -> list[str]:
+    """Warnings about a valid manifest: things that are allowed but often fail at run time, with how to avoid them."""
+    spec = doc.get("spec") if isinstance(doc, Mapping) else None
+    if not isinstance(spec, Mapping):
+        return []
+    notes = []
+    security = spec.get("securityContext") or {}
+    if security.get("runAsNonRoot", True) and security.get("runAsUser") is None:
+        notes.append(
+            "spec.securityContext: pods must not run as root and set no runAsUser, so an image whose user is root "
+            "(most public images: pytorch/pytorch, mpi4py, nvidia/jax) is refused at start "
+            "(CreateContainerConfigError); set spec.securityContext.runAsUser (e.g. 1000) or runAsNonRoot: false "
+            "unless the image has a numeric non-root USER"
+        )
+    return notes

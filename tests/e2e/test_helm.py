@@ -145,12 +145,12 @@ ALLOWED = [
     ("list", "pods", "-A"),
     ("watch", "pods", "-A"),
     ("create", "services", "-n", "default"),
-    ("patch", "services", "-n", "default"),
+    ("get", "services", "-n", "default"),
     ("create", "configmaps", "-n", "default"),
     ("get", "configmaps", "-n", "default"),
     ("create", "secrets", "-n", "default"),
-    ("get", "secrets", "-n", "default"),
     ("create", "events", "-n", "default"),
+    ("list", "events", "-n", "default"),
     ("list", "customresourcedefinitions.apiextensions.k8s.io", "-A"),
     ("watch", "customresourcedefinitions.apiextensions.k8s.io", "-A"),
 ]
@@ -159,6 +159,14 @@ DENIED = [
     ("*", "*", "-A"),  # not cluster-admin
     ("list", "secrets", "-A"),
     ("watch", "secrets", "-A"),
+    # No reading or patching Secrets, not even the operator's own MPI keys (docs/security.md).
+    ("get", "secrets", "-n", "default"),
+    ("get", "secrets", "-n", "kube-system"),
+    ("patch", "secrets", "-n", "default"),
+    # Nothing is ever taken over: no patching of Services or ConfigMaps.
+    ("patch", "services", "-n", "default"),
+    ("patch", "configmaps", "-n", "default"),
+    ("get", "namespaces", "-A"),  # only with config.namespaces.matchLabels
     ("list", "secrets", "-n", "kube-system"),
     ("delete", "secrets", "-n", "default"),
     ("update", "secrets", "-n", "default"),
@@ -238,10 +246,10 @@ class TestClusterWide:
 
     def test_mpi_run_succeeds_with_configmap_and_secret(self, runs: Runs, chart_operator: ChartOperator) -> None:
         runs.create(training_run("mpi", "mpi", {"launcher": 1, "worker": 2}))
-        runs.wait_phase("mpi", "Succeeded", timeout=90)
+        status = runs.wait_phase("mpi", "Succeeded", timeout=90)
         cm = runs.core.read_namespaced_config_map("mpi-mpi", runs.namespace)
         assert "mpi-worker-0" in cm.data["hostfile"]
-        assert runs.core.read_namespaced_secret("mpi-mpi-ssh", runs.namespace).type == "kubernetes.io/ssh-auth"
+        assert runs.core.read_namespaced_secret(status["sshSecret"], runs.namespace).type == "kubernetes.io/ssh-auth"
         assert_done_by(runs, "mpi", chart_operator.operator, chart_operator.instance)
 
     def test_suspend_and_resume(self, runs: Runs, chart_operator: ChartOperator) -> None:
@@ -285,6 +293,33 @@ class TestClusterWide:
         if missing and FOREIGN_OPERATORS:
             pytest.skip(f"{missing} never succeeded: operator(s) {sorted(FOREIGN_OPERATORS)} won every race")
         assert missing == [], f"the operator never completed {missing}: {ok}"
+
+    def test_admission_policy_denies_what_rbac_alone_would_allow(self, chart_operator: ChartOperator) -> None:
+        """A cluster-wide ClusterRole could create a Job in kube-system as any ServiceAccount there (a path to
+        cluster-admin); the chart's ValidatingAdmissionPolicy denies it, and pods with host powers, at the API server."""
+        release = chart_operator.release
+
+        def dry_run(namespace: str, **pod_spec: Any) -> Any:
+            spec = {"restartPolicy": "Never", "containers": [{"name": "trainer", "image": "i"}], **pod_spec}
+            job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "probe"},
+                   "spec": {"template": {"spec": spec}}}  # fmt: skip
+            return release.cluster.kubectl(
+                "create", "-f", "-", "--dry-run=server", "-n", namespace, release.as_sa(),
+                input=json.dumps(job), check=False,
+            )  # fmt: skip
+
+        assert release.can_i("create", "jobs.batch", "-n", "kube-system")  # RBAC alone would allow it
+        denied = dry_run("kube-system", serviceAccountName="clusterrole-aggregation-controller")
+        assert denied.returncode != 0 and "may not write jobs in namespace kube-system" in denied.stderr, denied.stderr
+        assert dry_run(release.namespace).returncode != 0  # its own namespace, where its ServiceAccount lives
+        host = dry_run("default", volumes=[{"name": "root", "hostPath": {"path": "/"}}])
+        assert host.returncode != 0 and "hostPath" in host.stderr, host.stderr
+        privileged = dry_run(
+            "default", containers=[{"name": "t", "image": "i", "securityContext": {"privileged": True}}]
+        )
+        assert privileged.returncode != 0 and "privileged" in privileged.stderr, privileged.stderr
+        allowed = dry_run("default")
+        assert allowed.returncode == 0, allowed.stderr
 
     def test_rbac_matrix_is_exactly_what_the_operator_needs(self, chart_operator: ChartOperator) -> None:
         release = chart_operator.release
@@ -364,9 +399,9 @@ def test_namespaced_mode_with_roles_only(
                 runs.create(training_run("scoped", replicas={"node": 2}))
                 runs.create(training_run("scoped-mpi", "mpi", {"launcher": 1, "worker": 1}))
                 runs.wait_phase("scoped", "Succeeded", timeout=90)
-                runs.wait_phase("scoped-mpi", "Succeeded", timeout=60)
+                mpi_status = runs.wait_phase("scoped-mpi", "Succeeded", timeout=60)
                 print(f"namespaced runs done {time.monotonic() - started:.0f}s after the operator was ready")
-                assert runs.core.read_namespaced_secret("scoped-mpi-mpi-ssh", namespace)
+                assert runs.core.read_namespaced_secret(mpi_status["sshSecret"], namespace)
                 assert_done_by(runs, "scoped-mpi", operator, instance, allow=KOPF_SCANNING_URLS)
                 assert_done_by(runs, "scoped", operator, instance, allow=KOPF_SCANNING_URLS)
                 ok = authorized_requests(operator)

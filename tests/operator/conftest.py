@@ -5,9 +5,19 @@ from tests.operator_fixtures import (
     OperatorProcess,
     Runs,
     free_port,
+    job_failed,
     load_example,
     training_run,
     wait_until,
 )
 
-__all__ = ["CRD_FILE", "OperatorProcess", "Runs", "free_port", "load_example", "training_run", "wait_until"]
+__all__ = [
+    "CRD_FILE",
+    "OperatorProcess",
+    "Runs",
+    "free_port",
+    "job_failed",
+    "load_example",
+    "training_run",
+    "wait_until",
+]

@@ -8,7 +8,7 @@ import time
 import yaml
 
 from tests.conftest import Cluster
-from tests.operator.conftest import CRD_FILE, OperatorProcess, Runs, load_example, training_run, wait_until
+from tests.operator.conftest import CRD_FILE, OperatorProcess, Runs, job_failed, training_run, wait_until
 
 
 def test_pytorch_two_nodes_succeeds(runs: Runs, cluster: Cluster) -> None:
@@ -55,8 +55,10 @@ def test_mpi_launcher_and_workers_succeed(runs: Runs) -> None:
     assert status["totalReplicas"] == 3
     cm = runs.core.read_namespaced_config_map("mpi-mpi", runs.namespace)
     assert "mpi-worker-0" in cm.data["hostfile"] and "mpi-worker-1" in cm.data["hostfile"]
-    secret = runs.core.read_namespaced_secret("mpi-mpi-ssh", runs.namespace)
-    assert secret.type == "kubernetes.io/ssh-auth"
+    # The Secret's name is server-generated (never collides with someone else's) and recorded in the status.
+    secret = runs.core.read_namespaced_secret(status["sshSecret"], runs.namespace)
+    assert secret.type == "kubernetes.io/ssh-auth" and status["sshSecret"].startswith("mpi-mpi-ssh-")
+    assert secret.metadata.owner_references[0].uid == runs.get("mpi")["metadata"]["uid"]
 
 
 def test_one_failure_restarts_the_whole_gang(runs: Runs) -> None:
@@ -160,7 +162,8 @@ def test_operator_killed_mid_run_converges_without_duplicates(runs: Runs, operat
     )
     runs.wait_phase("survivor", "Starting", "Running")
     operator.kill()
-    time.sleep(4)  # the first attempt fails while no operator runs
+    # The first attempt fails while no operator runs: its Job records why (podFailurePolicy).
+    wait_until(lambda: job_failed(runs, "survivor-node"), timeout=60, what="the Job Failed while the operator is down")
     operator.start()
     status = runs.wait_phase("survivor", "Succeeded", "Failed", timeout=90)
     assert status["phase"] == "Succeeded" and status["restarts"] == 1, status
@@ -169,15 +172,21 @@ def test_operator_killed_mid_run_converges_without_duplicates(runs: Runs, operat
     assert len(services.items) == 1
 
 
-def test_existing_unowned_child_is_adopted(runs: Runs) -> None:
-    # A Service that already exists (e.g. left from an earlier operator) makes create return 409: adopt it.
+def test_existing_unowned_child_is_never_adopted(runs: Runs) -> None:
+    """A Service of the run's name that the run does not own refuses the run; it is never taken over (nor GC'd)."""
     runs.core.create_namespaced_service(
         runs.namespace, {"metadata": {"name": "adopt"}, "spec": {"clusterIP": "None", "selector": {"x": "y"}}}
     )
-    run = runs.create(training_run("adopt"))
-    runs.wait_phase("adopt", "Succeeded")
+    runs.create(training_run("adopt"))
+    status = runs.wait_phase("adopt", "Failed")
+    assert status["failure"]["reason"] == "NameConflict", status
+    assert f"Service {runs.namespace}/adopt already exists" in status["message"], status
+    assert runs.jobs("adopt") == []  # nothing half-created
     svc = runs.core.read_namespaced_service("adopt", runs.namespace)
-    assert svc.metadata.owner_references[0].uid == run["metadata"]["uid"]
+    assert not svc.metadata.owner_references
+    runs.delete("adopt")
+    wait_until(lambda: "adopt" not in runs.names(), what="the run deleted")
+    assert runs.core.read_namespaced_service("adopt", runs.namespace).metadata.name == "adopt"
 
 
 def test_child_owned_by_someone_else_is_reported(runs: Runs) -> None:
@@ -204,8 +213,9 @@ def test_child_owned_by_someone_else_is_reported(runs: Runs) -> None:
         },
     )
     runs.create(training_run("taken"))
-    time.sleep(3)
-    assert runs.status("taken").get("phase") in (None, "Pending")
+    status = runs.wait_phase("taken", "Failed")
+    assert status["failure"]["reason"] == "NameConflict", status
+    assert "Job" in status["message"] and "controlled by ConfigMap other-owner" in status["message"], status
     job = runs.batch.read_namespaced_job("taken-node", runs.namespace)
     assert job.metadata.owner_references[0].kind == "ConfigMap"
 
@@ -218,14 +228,6 @@ def test_metrics_endpoint_counts_runs(runs: Runs, operator: OperatorProcess) -> 
     assert 'runyard_trainingrun_transitions_total{framework="pytorch",phase="Succeeded"}' in text
     assert "runyard_reconcile_duration_seconds_bucket" in text
     assert "runyard_trainingrun_time_to_running_seconds" in text
-
-
-def test_example_pytorch_ddp_reaches_succeeded(cluster: Cluster, runs: Runs) -> None:
-    manifest = load_example("pytorch-ddp.yaml")
-    manifest["metadata"]["namespace"] = runs.namespace
-    cluster.kubectl("apply", "-f", "-", input=json.dumps(manifest))
-    name = manifest["metadata"]["name"]
-    cluster.kubectl("wait", "-n", runs.namespace, "--for=condition=Succeeded", f"tr/{name}", "--timeout=60s")
 
 
 def test_status_patches_only_on_change(runs: Runs) -> None:

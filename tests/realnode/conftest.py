@@ -20,8 +20,9 @@ import yaml
 from kubernetes import client
 
 from tests.conftest import ROOT, Cluster, localcluster
+from tests.e2e.conftest import helm_bin  # noqa: F401  (a fixture, re-exported for the chart test here)
 from tests.mlflow_server import run_mlflow_server
-from tests.operator_fixtures import OperatorProcess, Runs, session_operator_paused, wait_until
+from tests.operator_fixtures import OPERATOR_S3_ENV, OperatorProcess, Runs, session_operator_paused, wait_until
 from tests.unit.artifacts.s3server import S3Server, run_server
 
 realnode = localcluster.realnode
@@ -86,7 +87,7 @@ def real_operator(
     path = log_dir / "config.yaml"
     path.write_text(yaml.safe_dump(operator_config(mlflow_real, s3_real, real_bucket)))
     with session_operator_paused():
-        proc = OperatorProcess(cluster.kubeconfig, log_dir, extra_args=["--config", str(path)])
+        proc = OperatorProcess(cluster.kubeconfig, log_dir, extra_args=["--config", str(path)], env=OPERATOR_S3_ENV)
         proc.start()
         yield proc
         proc.stop()

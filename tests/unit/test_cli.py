@@ -32,10 +32,10 @@ def test_render_is_deterministic_multi_doc_yaml() -> None:
     assert first.output == second.output
     assert first.output.startswith("# Rendered by `runyard render`")
     docs = list(yaml.safe_load_all(first.output))
-    assert [(d["kind"], d["metadata"]["name"]) for d in docs] == [
+    assert [(d["kind"], d["metadata"].get("name") or d["metadata"]["generateName"]) for d in docs] == [
         ("Service", "mpi-allreduce"),
         ("ConfigMap", "mpi-allreduce-mpi"),
-        ("Secret", "mpi-allreduce-mpi-ssh"),
+        ("Secret", "mpi-allreduce-mpi-ssh-"),
         ("Job", "mpi-allreduce-launcher"),
         ("Job", "mpi-allreduce-worker"),
     ]

@@ -72,3 +72,16 @@ def test_torchrun_error_file_gives_the_workers_exit_code() -> None:
 @pytest.mark.parametrize("message", ["", "Traceback ...\nValueError: x", '{"message": "not elastic"}', "{broken"])
 def test_other_termination_messages_are_not_torchrun_failures(message: str) -> None:
     assert elastic_failure(message) is None
+
+
+def test_torchrun_summary_in_the_log_tail_gives_the_workers_exit_code() -> None:
+    """No error file for a signalled worker: the summary torchrun prints is in the FallbackToLogsOnError tail."""
+    tail = (
+        '  File "/opt/runyard/lib/torch/distributed/launcher/api.py", line 386, in launch_agent\n'
+        "    raise ChildFailedError(\ntorch.distributed.elastic.multiprocessing.errors.ChildFailedError: \n"
+        "====\nexamples/pytorch/train_digits.py FAILED\n----\nFailures:\n  <NO_OTHER_FAILURES>\n----\n"
+        "Root Cause (first observed failure):\n[0]:\n  time      : 2026-12-01_01:17:14\n  host      : h\n"
+        "  rank      : 1 (local_rank: 0)\n  exitcode  : -9 (pid: 8)  (SIGKILL)\n  error_file: <N/A>\n"
+        "  traceback : Signal 9 (SIGKILL) received by PID 8\n====\n"
+    )
+    assert elastic_failure(tail) == (137, "torchrun: rank 1 failed with signal 9")

@@ -120,6 +120,8 @@ operator's defaults apply to the rest; the bundled MLflow server becomes the def
 {{- if .Values.config.artifacts }}
 {{- $_ := set $config "artifacts" .Values.config.artifacts }}
 {{- end }}
+{{- $_ := set $config "namespaces" .Values.config.namespaces }}
+{{- $_ := set $config "podPolicy" .Values.config.podPolicy }}
 {{- toYaml $config }}
 {{- end }}
 
@@ -141,24 +143,29 @@ Each verb is one the operator (runyard_operator/k8s.py, controller.py) or kopf a
 - apiGroups: ["runyard.dev"]
   resources: ["trainingruns/finalizers"]
   verbs: ["update"]
-# One Job per role: watched (label selector), created, read and adopted after a 409, suspended/resumed, deleted on
-# gang restart, suspend and clean-up.
+# One Job per role: watched and listed (label selector), created (a server-side dry-run first for multi-role runs),
+# read after a 409 to check its owner, suspended/resumed, deleted on gang restart, suspend and clean-up.
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["list", "watch", "create", "get", "patch", "delete"]
-# Pods are only watched (label selector) for phases, exit codes and nodes; never created, deleted or exec'd.
+# Pods are only watched and listed (label selector) for phases, exit codes and nodes; never created, deleted or exec'd.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch"]
-# Headless Service per run, MPI hostfile ConfigMap and MPI ssh-key Secret: created, then read and adopted
-# (merge patch of ownerReferences) only after a 409. No list/watch: the operator cannot enumerate Secrets.
+# Headless Service and MPI hostfile ConfigMap: created, and read only after a 409 to check that the run owns them.
+# Never patched: an object the run does not own is never taken over.
 - apiGroups: [""]
-  resources: ["services", "configmaps", "secrets"]
-  verbs: ["create", "get", "patch"]
-# One Event per phase transition.
+  resources: ["services", "configmaps"]
+  verbs: ["create", "get"]
+# The MPI SSH Secret: created with a server-generated name. No get, list, watch or patch: the operator cannot read
+# any Secret, its own included.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["create"]
+# One Event per phase transition; the Job controller's FailedCreate Events of a run's Jobs (quota, Pod Security...).
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create"]
+  verbs: ["create", "list"]
 {{- with .Values.rbac.extraRules }}
 {{ toYaml . }}
 {{- end }}

@@ -27,8 +27,9 @@ class S3Defaults(_Model):
         None,
         description=(
             "Secret in each run's namespace with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, for runs that name "
-            "none; pods get its keys as env, the operator reads it to list manifests. Unset: the operator's own "
-            "AWS environment (e.g. workload identity) and the pods' service account."
+            "none; pods get its keys as env (secretKeyRef). The operator never reads it: it lists manifests with "
+            "its own AWS environment (env from its Deployment, workload identity). Unset: the pods' service "
+            "account."
         ),
     )
 

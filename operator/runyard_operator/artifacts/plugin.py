@@ -8,7 +8,6 @@ deletion only when `spec.artifacts.deleteOnRunDeletion` is set.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 from collections.abc import Mapping
@@ -77,10 +76,6 @@ class ArtifactsPlugin(RunPlugin):
         except ValueError:
             return None
 
-    def _credentials_secret(self, run: TrainingRun) -> str | None:
-        s3 = run.spec.artifacts.s3
-        return (s3.credentials_secret if s3 else None) or self.config.s3.credentials_secret
-
     def needs_finalizer(self, run: TrainingRun) -> bool:
         store = self.store_of(run)
         return bool(run.spec.artifacts.delete_on_run_deletion and store and store.scheme == "s3")
@@ -114,21 +109,18 @@ class ArtifactsPlugin(RunPlugin):
         return env
 
     async def run_store(self, run: TrainingRun) -> st.RunStore | None:
-        """How the operator reaches the run's S3 prefix (credentials read from the run's Secret); None if not S3."""
+        """How the operator reaches the run's S3 prefix; None if the store is not S3.
+
+        With the operator's own credentials (its environment, workload identity): it never reads a Secret of a
+        run's namespace, so it holds no right to read any (docs/security.md).
+        """
         store = self.store_of(run)
         if store is None or store.scheme != "s3":
             return None
         s3 = run.spec.artifacts.s3
         endpoint = self.config.s3.operator_endpoint or (s3.endpoint if s3 else None) or self.config.s3.endpoint
         region = (s3.region if s3 else None) or self.config.s3.region
-        access_key = secret_key = None
-        secret_name = self._credentials_secret(run)
-        if secret_name and self.kube is not None:
-            secret = await self.kube.get("Secret", run.metadata.namespace or "", secret_name)
-            data = secret.get("data") or {}
-            access_key = _b64(data.get(c.ENV_AWS_ACCESS_KEY_ID))
-            secret_key = _b64(data.get(c.ENV_AWS_SECRET_ACCESS_KEY))
-        return st.RunStore(store.run(run.name), endpoint, region, access_key, secret_key)
+        return st.RunStore(store.run(run.name), endpoint, region, None, None)
 
     # --- hooks -----------------------------------------------------------------------------------------
 
@@ -244,9 +236,3 @@ class ArtifactsPlugin(RunPlugin):
             )
         except Exception as err:
             logger.warning("updating status.artifacts of %s/%s failed: %s", run.metadata.namespace, run.name, err)
-
-
-def _b64(value: Any) -> str | None:
-    if not value:
-        return None
-    return base64.b64decode(str(value)).decode()

@@ -31,6 +31,18 @@ REASON_DEADLINE = "DeadlineExceeded"
 REASON_BACKOFF = "BackoffLimitExceeded"
 REASON_UNSCHEDULABLE = "Unschedulable"
 REASON_INVALID = "InvalidSpec"
+REASON_EVICTED = "Evicted"
+REASON_PREEMPTED = "Preempted"
+REASON_NODE_LOST = "NodeLost"
+REASON_DISRUPTED = "Disrupted"
+REASON_UNKNOWN = "Unknown"
+REASON_JOB_DELETED = "JobDeleted"
+# Refusals that end a run before it runs: the API server rejected a child, a child's name is someone else's, the
+# platform's namespace or pod policy refuses it.
+REASON_REJECTED = "Rejected"
+REASON_NAME_CONFLICT = "NameConflict"
+REASON_NAMESPACE_REFUSED = "NamespaceNotAllowed"
+REASON_POLICY = "PolicyViolation"
 
 # Reasons a container waits with that do not resolve themselves (Always-restarting sidecars can crash-loop).
 STUCK_REASONS = frozenset(
@@ -51,7 +63,7 @@ class RetryPolicy:
     """Which failures restart the gang. Without explicit exit codes, Kubeflow's ExitCode rule: >= 128 retries."""
 
     exit_codes: frozenset[int] | None = None
-    reasons: frozenset[str] = frozenset({"Evicted", "Preempted", "NodeLost"})
+    reasons: frozenset[str] = frozenset(c.DEFAULT_RETRY_REASONS)
 
     def allows(self, exit_code: int | None, reason: str) -> bool:
         if reason in self.reasons:
@@ -111,19 +123,46 @@ def parse_time(value: Any) -> datetime | None:
         return None
 
 
+# DisruptionTarget reasons (k8s.io/api/core/v1 DisruptionTarget reasons) as the retry policy names them.
+_DISRUPTIONS = {
+    "EvictionByEvictionAPI": REASON_EVICTED,
+    "TerminationByKubelet": REASON_EVICTED,
+    "PreemptionByScheduler": REASON_PREEMPTED,
+    "PreemptionByKubeScheduler": REASON_PREEMPTED,
+    "DeletionByTaintManager": REASON_NODE_LOST,
+    "DeletionByPodGC": REASON_NODE_LOST,
+}
+
+
+def _pod_failure(pod: PodView) -> Termination | None:
+    """Why one replica failed, from what its pod still shows: a disruption first, then its container's exit."""
+    if pod.disruption:
+        reason = _DISRUPTIONS.get(pod.disruption, REASON_DISRUPTED)
+        exit_code = pod.termination.exit_code if pod.termination else 0
+        finished = pod.termination.finished_at if pod.termination else ""
+        return Termination("", exit_code, reason, f"{pod.disruption}: {pod.message or 'pod disrupted'}", finished)
+    if pod.phase != "Failed":
+        return None
+    if pod.termination and pod.termination.exit_code != 0:
+        return pod.termination
+    if pod.reason:  # evicted or lost pods end Failed without a container exit code
+        return Termination("", 0, pod.reason, pod.message)
+    return None
+
+
 def _failure_of(pods: Sequence[PodView], jobs: Sequence[JobView]) -> tuple[dict[str, Any], int | None, str]:
-    """The failing pod with its exit code and reason, or the Job's own reason (e.g. DeadlineExceeded)."""
-    failed: list[tuple[PodView, Termination]] = [
-        (p, p.termination) for p in pods if p.phase == "Failed" and p.termination and p.termination.exit_code != 0
-    ]
-    if not failed:  # evicted or lost pods end Failed without a container exit code
-        failed = [(p, Termination("", 0, p.reason, p.message)) for p in pods if p.phase == "Failed" and p.reason]
+    """The failure that decides: the first replica to fail (as its pod shows it), else what its Job recorded.
+
+    A failed Job whose pods are gone or unseen still says why through its podFailurePolicy condition (exit code or
+    disruption). A failure nothing records the cause of is `Unknown`: retryable, like infrastructure.
+    """
+    failed = [(p, t) for p in pods if (t := _pod_failure(p)) is not None]
     # The first replica to fail is the cause, the others followed it (their peers vanished mid-collective). Within
     # the same second a replica killed by a signal comes first: a peer's "connection closed" is its consequence.
     failed.sort(
         key=lambda item: (
             item[1].finished_at or "~",
-            not item[1].signalled,
+            not (item[1].signalled or not item[1].container),
             item[0].start_time,
             item[0].role,
             item[0].index,
@@ -143,9 +182,25 @@ def _failure_of(pods: Sequence[PodView], jobs: Sequence[JobView]) -> tuple[dict[
             info |= {"container": term.container, "exitCode": term.exit_code}
         return info, (term.exit_code if term.container else None), reason
     job = next((j for j in jobs if j.failed_condition), None)
-    reason = job.failure_reason if job else "Error"
-    message = job.failure_message if job else "a replica failed"
-    return {"role": job.role if job else "", "reason": reason, "message": message}, None, reason
+    if job is None:
+        return {"reason": REASON_UNKNOWN, "message": "a replica failed"}, None, REASON_UNKNOWN
+    exit_code, recorded, pod_name = job.recorded_failure
+    if recorded:
+        info = {"role": job.role, "reason": recorded, "message": job.failure_message}
+        if pod_name:
+            info["pod"] = pod_name
+        if exit_code is not None:
+            info |= {"container": c.CONTAINER_NAME, "exitCode": exit_code}
+        return info, exit_code, recorded
+    if job.failure_reason in (REASON_DEADLINE,):
+        return (
+            {"role": job.role, "reason": job.failure_reason, "message": job.failure_message},
+            None,
+            job.failure_reason,
+        )
+    # BackoffLimitExceeded and the like say a pod failed, not why: the cause cannot be known any more.
+    message = f"{job.failure_reason}: {job.failure_message}".strip(": ") + " (the failed pod's cause was not recorded)"
+    return {"role": job.role, "reason": REASON_UNKNOWN, "message": message}, None, REASON_UNKNOWN
 
 
 def _stuck(pods: Sequence[PodView]) -> PodView | None:
@@ -167,8 +222,13 @@ def decide(
     jobs: Sequence[JobView],
     pods: Sequence[PodView],
     now: datetime,
+    refusals: Mapping[str, str] | None = None,
 ) -> Decision:
-    """Compute the next status and the actions that move the run towards it (level-based: same input, same output)."""
+    """Compute the next status and the actions that move the run towards it (level-based: same input, same output).
+
+    `refusals` maps a role to why its Job could not create pods (FailedCreate: quota, Pod Security, a missing
+    ServiceAccount or PriorityClass), as the Job controller reported it.
+    """
     prev_phase = str(previous.get("phase") or "")
     attempt = int(previous.get("restarts") or 0)
     status: dict[str, Any] = {
@@ -198,7 +258,13 @@ def decide(
     failed_jobs = [j for j in current_jobs if j.failed_condition]
     # Pods are watched directly: acting on a failed or finished pod does not wait for the Job controller's
     # own sync (the Job always follows: backoffLimit 0 fails it, all indexes succeeded completes it).
-    failed_pods = [p for p in current_pods if p.phase == "Failed" and not p.deleting]
+    failed_pods = [p for p in current_pods if (p.phase == "Failed" and not p.deleting) or p.disruption]
+    # A Job of this attempt that existed (replicas started) and is gone was deleted by someone: a counted restart.
+    deleted_jobs = (
+        sorted(set(facts.replicas) - {j.role for j in current_jobs})
+        if prev_phase in (STARTING, RUNNING) and not stale_jobs
+        else []
+    )
     done_indexes: dict[str, set[int]] = {}
     for p in current_pods:
         if p.phase == "Succeeded":
@@ -212,8 +278,17 @@ def decide(
 
     start = parse_time(previous.get("startTime"))
 
+    if deleted_jobs and not (failed_jobs or failed_pods):
+        role = deleted_jobs[0]
+        failure: dict[str, Any] = {
+            "role": role,
+            "reason": REASON_JOB_DELETED,
+            "message": f"the Job of role {role} was deleted while the run was {prev_phase.lower()}",
+        }
+        exit_code, fail_reason = None, REASON_JOB_DELETED
     if failed_jobs or failed_pods:
         failure, exit_code, fail_reason = _failure_of(current_pods, failed_jobs or current_jobs)
+    if failed_jobs or failed_pods or deleted_jobs:
         retryable = facts.retry.allows(exit_code, fail_reason)
         if retryable and attempt < facts.backoff_limit:
             phase, reason = RESTARTING, "GangRestart"
@@ -237,6 +312,14 @@ def decide(
                 reason = fail_reason or "Error"
             status["failure"] = failure
             message = f"{failure.get('pod') or failure.get('role')}: {failure.get('reason')}: {failure.get('message')}"
+    elif refusals or (late := _created_after_a_peer_finished(current_pods)) is not None:
+        if not refusals and late is not None:
+            # Proof from the pods themselves: one was only created after a peer had finished (a quota or an
+            # admission webhook held it back), so the gang never ran together.
+            refusals = {late.role: f"pod {late.name} was only created after a peer replica had finished"}
+        phase, reason, message = _refused_phase(
+            facts, refusals or {}, current_jobs, current_pods, status, decision, now
+        )
     elif facts.success_roles and all(role_done(role) for role in facts.success_roles):
         phase, reason, message = SUCCEEDED, "Succeeded", "all required replicas completed successfully"
     elif start and facts.active_deadline_seconds and now >= start + timedelta(seconds=facts.active_deadline_seconds):
@@ -287,6 +370,10 @@ def decide(
                     phase, reason = STARTING, "Starting"
                     message = f"{len(started)}/{facts.total_replicas} replicas started"
 
+    if phase in (PENDING, STARTING) and awaiting_pods(facts, current_jobs, current_pods, now):
+        # Pod creation may be refused without any change the operator watches (quota, Pod Security): look again.
+        check = now + timedelta(seconds=POD_CREATION_CHECK_SECONDS)
+        decision.requeue_at = min(filter(None, [decision.requeue_at, check]))
     if phase in (STARTING, RUNNING) and not start:
         start = now
         status["startTime"] = fmt_time(now)
@@ -334,7 +421,71 @@ def _stuck_phase(
         }
         return FAILED, pod.waiting_reason, f"{pod.name}: {pod.waiting_reason}: {status['failure']['message']}"
     decision.requeue_at = deadline
-    return PENDING, pod.waiting_reason, f"{pod.name}: {pod.waiting_message}; the run fails at {fmt_time(deadline)}"
+    message = f"{pod.name}: {pod.waiting_reason}: {pod.waiting_message}; the run fails at {fmt_time(deadline)}"
+    return PENDING, pod.waiting_reason, message
+
+
+REASON_FAILED_CREATE = "FailedCreate"
+# How often a run whose Job has not created all its pods looks for the Job controller's FailedCreate Events (no
+# watch on Events: this polling is bounded to runs in that state, and ends with startTimeoutSeconds).
+POD_CREATION_CHECK_SECONDS = 10.0
+
+
+def _refused_phase(
+    facts: RunFacts,
+    refusals: Mapping[str, str],
+    jobs: Sequence[JobView],
+    pods: Sequence[PodView],
+    status: dict[str, Any],
+    decision: Decision,
+    now: datetime,
+) -> tuple[str, str, str]:
+    """Pending while no replica runs and startTimeoutSeconds has not passed; Failed otherwise.
+
+    A gang must never run partially: once any replica started while another cannot even be created (a pods quota
+    of 1 would otherwise run a 2-rank gang one rank after the other), the run fails with the refusal.
+    """
+    role = sorted(refusals)[0]
+    why = refusals[role]
+    job = next((j for j in jobs if j.role == role), None)
+    since = parse_time(job.created if job else None) or now
+    deadline = since + timedelta(seconds=facts.start_timeout_seconds)
+    started = [p for p in pods if p.node and p.phase in ("Running", "Succeeded")]
+    if started or now >= deadline:
+        partial = " while other replicas ran: a partial gang cannot train" if started else ""
+        status["failure"] = {
+            "role": role,
+            "reason": REASON_FAILED_CREATE,
+            "message": f"pods of role {role} could not be created{partial}: {why}",
+        }
+        return FAILED, REASON_FAILED_CREATE, f"{role}: {REASON_FAILED_CREATE}: {status['failure']['message']}"
+    decision.requeue_at = deadline
+    message = f"pods of role {role} cannot be created: {why}; the run fails at {fmt_time(deadline)}"
+    return PENDING, REASON_FAILED_CREATE, message
+
+
+def _created_after_a_peer_finished(pods: Sequence[PodView]) -> PodView | None:
+    finished = [p.termination.finished_at for p in pods if p.termination and p.termination.finished_at]
+    if not finished:
+        return None
+    first_end = min(finished)
+    late = [p for p in pods if p.created and p.created > first_end]
+    return min(late, key=lambda p: p.created) if late else None
+
+
+def awaiting_pods(facts: RunFacts, jobs: Sequence[JobView], pods: Sequence[PodView], now: datetime) -> list[JobView]:
+    """Jobs of the current attempt that have existed a while without creating all their pods (check their Events)."""
+    out = []
+    for job in jobs:
+        created = parse_time(job.created)
+        if job.suspended or job.deleting or job.failed_condition or job.complete or created is None:
+            continue
+        if now - created < timedelta(seconds=POD_CREATION_CHECK_SECONDS / 2):
+            continue
+        have = sum(1 for p in pods if p.owner_uid == job.uid or (not p.owner_uid and p.role == job.role))
+        if have < facts.replicas.get(job.role, 0):
+            out.append(job)
+    return out
 
 
 def _restart_at(facts: RunFacts, previous: Mapping[str, Any], attempt: int) -> datetime | None:

@@ -337,7 +337,8 @@ class RetryPolicy(_Spec):
         max_length=MAX_LIST,
         description=(
             "Container or pod termination reasons that are retried whatever the exit code, e.g. `OOMKilled`, "
-            "`Evicted`, `DeadlineExceeded`. Unset means `[Evicted, Preempted, NodeLost]`."
+            "`Evicted`, `DeadlineExceeded`. Unset means infrastructure failures: `[Evicted, Preempted, NodeLost, "
+            "Disrupted, Unknown, JobDeleted]` (`Unknown`: the failed pod is gone and nothing recorded why)."
         ),
     )
 
@@ -655,6 +656,9 @@ class TrainingRunStatus(_Status):
     failure: FailureInfo | None = Field(None, description="The failure that failed or restarted the run.")
     scheduling_message: str | None = Field(None, description="Why pods are not scheduled yet, if they are not.")
     nodes: list[str] | None = Field(None, description="Nodes the run's pods run on.")
+    ssh_secret: str | None = Field(
+        None, description="Name of the MPI SSH Secret the operator generated for the run (framework mpi)."
+    )
     gpus: int | None = Field(None, description="GPUs currently allocated to the run's pods.")
     tracking: TrackingStatus | None = Field(None, description="Tracker links and ids.")
     gpu: GPUSummary | None = Field(None, description="GPU usage summary.")

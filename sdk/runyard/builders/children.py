@@ -48,6 +48,17 @@ def build_job(run: TrainingRun, role: str, ctx: BuildContext) -> dict[str, Any]:
             "parallelism": replicas,
             # Runyard restarts the whole gang itself: a lone replacement pod cannot rejoin the collective.
             "backoffLimit": 0,
+            # The Job records why it failed (the pod's exit code, or that it was disrupted), so the run's decision
+            # never depends on the failed pod still being observable (an operator restart, a deleted pod).
+            "podFailurePolicy": {
+                "rules": [
+                    {"action": "FailJob", "onPodConditions": [{"type": c.POD_CONDITION_DISRUPTION, "status": "True"}]},
+                    {
+                        "action": "FailJob",
+                        "onExitCodes": {"containerName": c.CONTAINER_NAME, "operator": "NotIn", "values": [0]},
+                    },
+                ]
+            },
             # Kueue admits a queued Job by unsuspending it; creating it running would bypass the quota.
             "suspend": bool(spec.run_policy.suspend or spec.queue_name),
             "template": build_pod_template(run, role, ctx),
@@ -59,10 +70,13 @@ def build_children(run: TrainingRun, ctx: BuildContext) -> list[dict[str, Any]]:
     """Every object the run needs, in creation order: Service, MPI ConfigMap and Secret, Jobs.
 
     All replicas of a role share one Indexed Job, so PyTorch/JAX/generic runs are one Job (one Kueue gang).
-    Raises ValueError when the run lacks a name or uid, or an MPI run lacks its SSH keypair in `ctx`.
+    An MPI run's SSH Secret is included (with a generated name) unless `ctx.ssh_secret_name` names the one that
+    exists. Raises ValueError when the run lacks a name or uid, or a new MPI Secret lacks its keypair in `ctx`.
     """
     children: list[dict[str, Any]] = [build_service(run)]
     if run.spec.framework is Framework.MPI:
-        children += [build_mpi_configmap(run, ctx), build_mpi_ssh_secret(run, ctx)]
+        children.append(build_mpi_configmap(run, ctx))
+        if ctx.ssh_secret_name is None:
+            children.append(build_mpi_ssh_secret(run, ctx))
     children += [build_job(run, role, ctx) for role in run.spec.roles()]
     return children

@@ -19,5 +19,7 @@ class BuildContext:
     resume_from: str | None = None
     ssh_private_key: str | None = None
     ssh_public_key: str | None = None
+    # The MPI SSH Secret the operator already created (its name is server-generated); None renders a new one.
+    ssh_secret_name: str | None = None
     # Appended to in-cluster host names (`...svc.<domain>`); None relies on the pods' DNS search path.
     cluster_domain: str | None = None

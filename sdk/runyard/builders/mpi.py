@@ -97,7 +97,12 @@ def build_mpi_configmap(run: TrainingRun, ctx: BuildContext) -> dict[str, Any]:
 
 
 def build_mpi_ssh_secret(run: TrainingRun, ctx: BuildContext) -> dict[str, Any]:
-    """Secret `<run>-mpi-ssh` (kubernetes.io/ssh-auth) from the keypair the caller generated."""
+    """Secret `<run>-mpi-ssh-<random>` (kubernetes.io/ssh-auth) from the keypair the caller generated.
+
+    The API server picks the name's suffix (`generateName`), so the create can never collide with a Secret someone
+    else made, and the operator needs no right to read Secrets to tell its own from theirs. The operator records
+    the name in `status.sshSecret` and passes it back as `ctx.ssh_secret_name`.
+    """
     if not ctx.ssh_private_key or not ctx.ssh_public_key:
         raise ValueError(
             f"run {run.name} uses framework mpi: BuildContext needs ssh_private_key and ssh_public_key "
@@ -106,18 +111,28 @@ def build_mpi_ssh_secret(run: TrainingRun, ctx: BuildContext) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": object_meta(run, mpi_ssh_secret_name(run.name), run_labels(run)),
+        "metadata": _generated(object_meta(run, mpi_ssh_secret_name(run.name), run_labels(run))),
         "type": "kubernetes.io/ssh-auth",
         "stringData": {c.SSH_PRIVATE_KEY_KEY: ctx.ssh_private_key, c.SSH_PUBLIC_KEY_KEY: ctx.ssh_public_key},
     }
 
 
-def ssh_volumes(run: TrainingRun) -> list[dict[str, Any]]:
+def _generated(meta: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in meta.items() if k != "name"}
+    return {"generateName": f"{meta['name']}-", **out}
+
+
+def ssh_secret_ref(run: TrainingRun, ctx: BuildContext) -> str:
+    """The Secret the pods mount: the one the operator created, or (rendering a new run) a placeholder name."""
+    return ctx.ssh_secret_name or f"{mpi_ssh_secret_name(run.name)}-<generated>"
+
+
+def ssh_volumes(run: TrainingRun, ctx: BuildContext) -> list[dict[str, Any]]:
     """The SSH Secret and the private in-memory emptyDir the keys are copied to."""
     return [
         {
             "name": SSH_SECRET_VOLUME,
-            "secret": {"secretName": mpi_ssh_secret_name(run.name), "defaultMode": 0o444},
+            "secret": {"secretName": ssh_secret_ref(run, ctx), "defaultMode": 0o444},
         },
         {"name": SSH_DIR_VOLUME, "emptyDir": {"medium": "Memory"}},
     ]

@@ -95,6 +95,27 @@ def _container_security(run: TrainingRun) -> dict[str, Any]:
     }
 
 
+def _tolerations(run: TrainingRun) -> list[dict[str, Any]]:
+    """The spec's tolerations, plus a bounded stay on a NotReady/unreachable node (then eviction, then a restart).
+
+    Without it the DefaultTolerationSeconds admission plugin gives 300 s, during which a gang whose node is gone
+    still shows Running.
+    """
+    tolerations = [t.model_dump(by_alias=True, exclude_none=True) for t in run.spec.tolerations or ()]
+    own = {t.get("key") for t in tolerations}
+    for key in c.NODE_LOST_TAINTS:
+        if key not in own and None not in own:
+            tolerations.append(
+                {
+                    "key": key,
+                    "operator": "Exists",
+                    "effect": "NoExecute",
+                    "tolerationSeconds": c.DEFAULT_NODE_LOST_SECONDS,
+                }
+            )
+    return tolerations
+
+
 def _env_from(run: TrainingRun) -> list[dict[str, Any]]:
     spec = run.spec
     env_from = [e.model_dump(by_alias=True, exclude_none=True) for e in spec.env_from or ()]
@@ -159,7 +180,7 @@ def build_pod_template(run: TrainingRun, role: str, ctx: BuildContext) -> dict[s
         mounts.append({"name": SHM_VOLUME, "mountPath": c.SHM_MOUNT})
     init_containers: list[dict[str, Any]] = list(artifacts.init_containers)
     if is_mpi:
-        volumes += ssh_volumes(run)
+        volumes += ssh_volumes(run, ctx)
         mounts += ssh_mounts()
         if role == c.ROLE_LAUNCHER:
             volumes.append(hostfile_volume(run))
@@ -199,9 +220,7 @@ def build_pod_template(run: TrainingRun, role: str, ctx: BuildContext) -> dict[s
         "priorityClassName": spec.priority_class_name,
         "nodeSelector": spec.node_selector,
         "affinity": spec.affinity,
-        "tolerations": [t.model_dump(by_alias=True, exclude_none=True) for t in spec.tolerations]
-        if spec.tolerations
-        else None,
+        "tolerations": _tolerations(run),
     }
     pod_spec.update({k: v for k, v in optional.items() if v is not None})
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import json
 from pathlib import Path
@@ -23,26 +22,26 @@ from tests.unit.factories import manifest
 
 
 class FakeKube:
-    """The two calls the plugin makes: read the credentials Secret, patch the status."""
+    """The one call the plugin makes: patch the status. It never reads a Secret (`get` fails the test)."""
 
     def __init__(self, server: S3Server) -> None:
-        self.secret = {
-            "data": {
-                "AWS_ACCESS_KEY_ID": base64.b64encode(server.access_key.encode()).decode(),
-                "AWS_SECRET_ACCESS_KEY": base64.b64encode(server.secret_key.encode()).decode(),
-            }
-        }
         self.patches: list[dict[str, Any]] = []
 
     async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
-        assert (kind, name) == ("Secret", "s3-creds")
-        return self.secret
+        raise AssertionError(f"the operator must not read {kind} {namespace}/{name}")
 
     async def patch(
         self, kind: str, namespace: str, name: str, body: dict[str, Any], sub: str | None = None
     ) -> dict[str, Any]:
         self.patches.append(body)
         return {}
+
+
+@pytest.fixture(autouse=True)
+def operator_credentials(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The operator reaches the store with its own environment's credentials, as in its Deployment."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
 
 
 def plugin_for(

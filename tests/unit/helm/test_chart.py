@@ -132,7 +132,7 @@ def test_bundled_mlflow_becomes_the_default_tracker() -> None:
         documents(template("--set", "mlflow.enabled=true", "--set", "config.tracking.mlflow.trackingUri=http://x:1"))
     )
     assert explicit["tracking"]["mlflow"]["trackingUri"] == "http://x:1"
-    assert _config(documents(template())) == {"tracking": {}}
+    assert _config(documents(template()))["tracking"] == {}
 
 
 # The operator's rules, exactly: adding a verb must be a deliberate change to this table and to README.md.
@@ -142,10 +142,10 @@ EXPECTED_RULES = {
     ("runyard.dev", "trainingruns/finalizers"): {"update"},
     ("batch", "jobs"): {"list", "watch", "create", "get", "patch", "delete"},
     ("", "pods"): {"list", "watch"},
-    ("", "services"): {"create", "get", "patch"},
-    ("", "configmaps"): {"create", "get", "patch"},
-    ("", "secrets"): {"create", "get", "patch"},
-    ("", "events"): {"create"},
+    ("", "services"): {"create", "get"},
+    ("", "configmaps"): {"create", "get"},
+    ("", "secrets"): {"create"},
+    ("", "events"): {"create", "list"},
 }
 
 
@@ -184,6 +184,28 @@ def test_namespaced_mode_renders_roles_only() -> None:
     assert all(b["subjects"][0]["namespace"] == "runyard-system" for b in bindings)
     args = _operator_args(docs)
     assert [a for a in args if a.startswith("--namespace")] == ["--namespace=team-a", "--namespace=team-b"]
+
+
+def test_namespace_opt_in_adds_only_namespace_get() -> None:
+    docs = documents(template("--set-json", 'config.namespaces.matchLabels={"runyard.dev/enabled": "true"}'))
+    (role,) = find(docs, "ClusterRole", "runyard")
+    assert _flatten(role["rules"])[("", "namespaces")] == {"get"}
+    assert _config(docs)["namespaces"]["matchLabels"] == {"runyard.dev/enabled": "true"}
+
+
+def test_admission_policies_bind_the_operators_service_account() -> None:
+    docs = documents(template("--set-json", 'config.podPolicy.allowedHostPaths=["/datasets"]'))
+    policies = {p["metadata"]["name"]: p for p in find(docs, "ValidatingAdmissionPolicy")}
+    assert sorted(policies) == ["runyard-namespaces", "runyard-pod-policy"]
+    for policy in policies.values():
+        (condition,) = policy["spec"]["matchConditions"]
+        assert condition["expression"] == "request.userInfo.username == 'system:serviceaccount:runyard-system:runyard'"
+    namespaces = policies["runyard-namespaces"]["spec"]["validations"][0]["expression"]
+    assert "'kube-system'" in namespaces and "'runyard-system'" in namespaces
+    rules = " ".join(v["expression"] for v in policies["runyard-pod-policy"]["spec"]["validations"])
+    assert "privileged" in rules and "hostPID" in rules and "['/datasets']" in rules
+    assert len(find(docs, "ValidatingAdmissionPolicyBinding")) == 2
+    assert not find(documents(template("--set", "admissionPolicy.enabled=false")), "ValidatingAdmissionPolicy")
 
 
 def test_user_roles_aggregate_to_builtin_roles() -> None:

@@ -347,3 +347,94 @@ def test_container_creating_is_not_stuck() -> None:
     creating = pod(0, "Pending", ready=False, waiting_reason="ContainerCreating")
     decision = lc.decide(FACTS, {"phase": "Pending"}, [job()], [creating], NOW + timedelta(days=1))
     assert decision.status["phase"] != lc.FAILED
+
+
+# --- failures decided from durable facts: the Job's podFailurePolicy record, disruptions, deleted Jobs -----------
+
+
+def _failed_job(message: str, reason: str = "PodFailurePolicy") -> JobView:
+    return job(active=0, failed_condition=True, failure_reason=reason, failure_message=message)
+
+
+RUNNING = {"phase": "Running", "startTime": T0}
+
+
+@pytest.mark.parametrize(
+    ("message", "reason", "want_phase", "exit_code"),
+    [
+        # The failed pod is gone (operator restart, pod deleted): the Job recorded its exit code.
+        ("Container trainer for pod ns/r-node-1-abc failed with exit code 137 matching FailJob rule at index 1",
+         "PodFailurePolicy", lc.RESTARTING, 137),
+        ("Container trainer for pod ns/r-node-1-abc failed with exit code 1 matching FailJob rule at index 1",
+         "PodFailurePolicy", lc.FAILED, 1),
+        # A disrupted pod (evicted, preempted, node lost) whose pod is gone.
+        ("Pod ns/r-node-0-abc has condition DisruptionTarget matching FailJob rule at index 0",
+         "PodFailurePolicy", lc.RESTARTING, None),
+        # Nothing recorded why (a Job without podFailurePolicy): retryable, never a permanent failure.
+        ("Job has reached the specified backoff limit", "BackoffLimitExceeded", lc.RESTARTING, None),
+    ],
+)  # fmt: skip
+def test_failed_job_without_its_pods_decides_from_what_it_recorded(
+    message: str, reason: str, want_phase: str, exit_code: int | None
+) -> None:
+    decision = lc.decide(FACTS, RUNNING, [_failed_job(message, reason)], [], NOW)
+    assert decision.status["phase"] == want_phase, decision.status
+    failure = decision.status["failure"]
+    assert failure.get("exitCode") == exit_code
+    if "for pod" in message or "Pod ns/" in message:
+        assert failure["pod"].startswith("r-node-")
+    if want_phase == lc.RESTARTING:
+        assert decision.status["restarts"] == 1 and decision.delete_jobs == ["r-node"]
+
+
+@pytest.mark.parametrize(
+    ("disruption", "reason"),
+    [("EvictionByEvictionAPI", "Evicted"), ("PreemptionByScheduler", "Preempted"),
+     ("DeletionByTaintManager", "NodeLost"), ("SomethingNew", "Disrupted")],
+)  # fmt: skip
+def test_disrupted_pod_restarts_the_gang_with_its_reason(disruption: str, reason: str) -> None:
+    evicted = pod(0, "Running", deleting=True, disruption=disruption, message="drained")
+    decision = lc.decide(FACTS, RUNNING, [job()], [evicted, pod(1)], NOW)
+    assert decision.status["phase"] == lc.RESTARTING, decision.status
+    assert decision.status["failure"]["reason"] == reason and decision.status["failure"]["index"] == 0
+
+
+def test_disruption_is_not_retried_when_the_policy_excludes_it() -> None:
+    facts = replace(FACTS, retry=lc.RetryPolicy(reasons=frozenset({"OOMKilled"})))
+    evicted = pod(0, "Running", deleting=True, disruption="EvictionByEvictionAPI")
+    decision = lc.decide(facts, RUNNING, [job()], [evicted, pod(1)], NOW)
+    assert decision.status["phase"] == lc.FAILED and decision.status["failure"]["reason"] == "Evicted"
+
+
+def test_job_deleted_mid_run_is_a_counted_restart() -> None:
+    tf = replace(FACTS, framework="tensorflow", replicas={"chief": 1, "worker": 2}, success_roles=("chief",))
+    decision = lc.decide(tf, RUNNING, [job("worker")], [pod(0)], NOW)
+    assert decision.status["phase"] == lc.RESTARTING
+    assert decision.status["failure"]["reason"] == lc.REASON_JOB_DELETED and decision.status["restarts"] == 1
+    assert decision.delete_jobs == ["r-worker"] and not decision.create_children
+    assert any(e[1] == "Restarting" for e in decision.events)
+
+
+def test_missing_job_before_any_replica_started_is_just_created() -> None:
+    decision = lc.decide(FACTS, {"phase": "Pending"}, [], [], NOW)
+    assert decision.status["phase"] == lc.PENDING and decision.create_children
+
+
+def test_refused_pod_creation_waits_then_fails_and_a_partial_gang_fails_at_once() -> None:
+    facts = replace(FACTS, start_timeout_seconds=60)
+    quota = {"node": 'pods "r-node-1-x" is forbidden: exceeded quota: pods, requested: pods=1, limit: pods=1'}
+    created = job(active=0, created=lc.fmt_time(NOW - timedelta(seconds=20)))
+    waiting = lc.decide(facts, {"phase": "Pending"}, [created], [], NOW, quota)
+    assert waiting.status["phase"] == lc.PENDING and "exceeded quota" in waiting.status["message"]
+    late = lc.decide(facts, {"phase": "Pending"}, [created], [], NOW + timedelta(seconds=41), quota)
+    assert late.status["phase"] == lc.FAILED and late.status["failure"]["reason"] == "FailedCreate"
+    # One rank runs while the other cannot be created: never a partial (or sequential) gang.
+    partial = lc.decide(facts, {"phase": "Starting"}, [job(active=1)], [pod(0)], NOW, quota)
+    assert partial.status["phase"] == lc.FAILED and "partial gang" in partial.status["failure"]["message"]
+    assert partial.delete_jobs == ["r-node"]
+
+
+def test_awaiting_pods_is_checked_again_without_an_event() -> None:
+    created = job(active=0, created=lc.fmt_time(NOW - timedelta(seconds=30)))
+    decision = lc.decide(FACTS, {"phase": "Pending"}, [created], [], NOW)
+    assert decision.requeue_at is not None and decision.requeue_at <= NOW + timedelta(seconds=10)

@@ -156,3 +156,33 @@ def test_summaries_of_real_objects() -> None:
 def test_status_patch_nulls_removed_keys() -> None:
     assert status_patch({"a": 1, "b": 2}, {"a": 1, "c": 3}) == {"c": 3, "b": None}
     assert status_patch({"a": 1}, {"a": 1}) == {}
+
+
+def test_job_and_pod_summaries_keep_the_durable_facts() -> None:
+    """Owner UIDs (not labels) tie children to runs; the Job's podFailurePolicy message survives its pod."""
+    from runyard_operator.observe import summarize_job, summarize_pod
+
+    labels = {"runyard.dev/run-uid": "run-1", "runyard.dev/role": "node", "runyard.dev/restart-attempt": "0"}
+    job = summarize_job(
+        {
+            "metadata": {"name": "r-node", "namespace": "ns", "uid": "job-1", "labels": labels,
+                         "creationTimestamp": "2026-12-01T00:00:00Z",
+                         "ownerReferences": [{"kind": "TrainingRun", "uid": "run-1", "controller": True}]},
+            "status": {"conditions": [{"type": "Failed", "status": "True", "reason": "PodFailurePolicy",
+                                       "message": "Container trainer for pod ns/r-node-0-xyz failed with exit code "
+                                                  "143 matching FailJob rule at index 1"}]},
+        }
+    )  # fmt: skip
+    assert job.owned and job.namespace == "ns" and job.created == "2026-12-01T00:00:00Z"
+    assert job.recorded_failure == (143, "Error", "r-node-0-xyz")
+    foreign = summarize_job({"metadata": {"name": "r-node", "labels": labels, "ownerReferences": []}})
+    assert not foreign.owned
+    pod = summarize_pod(
+        {
+            "metadata": {"name": "r-node-0-xyz", "namespace": "ns", "uid": "p", "labels": labels,
+                         "ownerReferences": [{"kind": "Job", "uid": "job-1", "controller": True}]},
+            "status": {"phase": "Running", "conditions": [{"type": "DisruptionTarget", "status": "True",
+                                                           "reason": "EvictionByEvictionAPI"}]},
+        }
+    )  # fmt: skip
+    assert pod.owner_uid == "job-1" and pod.disruption == "EvictionByEvictionAPI" and pod.namespace == "ns"

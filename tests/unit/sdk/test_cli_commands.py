@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from runyard import cli
 from runyard.api import TrainingRun
-from runyard.client import LogLine
+from runyard.client import LogLine, Replica
 from runyard.exceptions import ApiError, NotFoundError, RunFailedError, ValidationFailedError, WaitTimeoutError
 from runyard.validation import validate_manifest
 
@@ -64,6 +64,9 @@ class FakeClient:
 
     def events(self, name: str) -> list[Any]:
         return []
+
+    def replicas(self, name: str) -> list[Replica]:
+        return [Replica("node", 0, f"{name}-node-0-x", "Running", "node-a", "10.1.2.3", 0)]
 
     def delete(self, name: str, wait: bool = False) -> None:
         self.get(name)
@@ -134,6 +137,7 @@ def test_wait_success_top_describe_delete(fake: FakeClient) -> None:
     assert top.exit_code == 0 and "UTIL AVG" in top.output and "b" in top.output
     described = runner.invoke(cli.app, ["describe", "b"])
     assert described.exit_code == 0 and "Phase:" in described.output and "Conditions:" in described.output
+    assert "b-node-0-x" in described.output and "node-a" in described.output and "10.1.2.3" in described.output
     deleted = runner.invoke(cli.app, ["delete", "a", "b"])
     assert deleted.exit_code == 0 and ("delete", "b") in fake.calls
 

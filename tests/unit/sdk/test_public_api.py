@@ -19,6 +19,7 @@ EXPECTED = {
     "LogLine",
     "NotFoundError",
     "Phase",
+    "Replica",
     "RunEvent",
     "RunFailedError",
     "RunyardError",
