@@ -215,7 +215,13 @@ class TestClusterWide:
         name, ns = release.fullname, release.namespace
         core, apps, rbac = client.CoreV1Api(api), client.AppsV1Api(api), client.RbacAuthorizationV1Api(api)
         assert core.read_namespaced_service_account(name, ns)
-        assert core.read_namespaced_config_map(f"{name}-config", ns).data["config.yaml"].strip() == "tracking: {}"
+        config = yaml.safe_load(core.read_namespaced_config_map(f"{name}-config", ns).data["config.yaml"])
+        assert config["tracking"] == {} and config["namespaces"]["exclude"] == [
+            "kube-system",
+            "kube-public",
+            "kube-node-lease",
+        ]
+        assert config["podPolicy"]["allowPrivileged"] is False
         svc = core.read_namespaced_service(f"{name}-metrics", ns)
         assert svc.spec.ports[0].port == 8080
         deploy = apps.read_namespaced_deployment(name, ns)

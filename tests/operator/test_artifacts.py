@@ -120,8 +120,16 @@ def test_gang_restart_resumes_from_newest_checkpoint(runs: Runs, store: tuple[S3
     assert not [e for e in first.containers[0].env if e.name == "RUNYARD_RESUME_FROM"]
     second = wait_until(lambda: pod_spec(runs, "again", "1"), timeout=90, what="the restarted Job")
     env = {e.name: e.value for e in second.containers[0].env}
-    assert env["RUNYARD_RESUME_FROM"] == f"s3://{bucket}/team/again/node-0/checkpoints/step-000002.pt"
+    # The restarted replicas look for the newest checkpoint themselves, after the old replicas' last upload.
+    assert env["RUNYARD_RESUME_FROM"] == f"s3://{bucket}/team/again"
     assert env["AWS_ENDPOINT_URL"] == server.endpoint
+    from runyard.artifacts import resolve_resume
+
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in server.env().items():
+            mp.setenv(key, value)
+        found = resolve_resume(env["RUNYARD_RESUME_FROM"], tmp_path / "resume")
+    assert found is not None and found.name == "step-000002.pt", found
     status = runs.wait_phase("again", "Succeeded", timeout=90)
     assert status["restarts"] == 1
 

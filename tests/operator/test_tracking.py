@@ -61,6 +61,7 @@ def tracking_operator(
                 "trackingUri": mlflow_server,
                 "username": {"name": "mlflow-creds", "key": "username"},
                 "password": {"name": "mlflow-creds", "key": "password"},
+                "systemMetrics": True,
             },
             "sweepIntervalSeconds": 2,
         }

@@ -370,9 +370,9 @@ def decide(
                     phase, reason = STARTING, "Starting"
                     message = f"{len(started)}/{facts.total_replicas} replicas started"
 
-    if phase in (PENDING, STARTING) and awaiting_pods(facts, current_jobs, current_pods, now):
+    check = _pod_creation_check_at(facts, current_jobs, current_pods, now) if phase in (PENDING, STARTING) else None
+    if check is not None:
         # Pod creation may be refused without any change the operator watches (quota, Pod Security): look again.
-        check = now + timedelta(seconds=POD_CREATION_CHECK_SECONDS)
         decision.requeue_at = min(filter(None, [decision.requeue_at, check]))
     if phase in (STARTING, RUNNING) and not start:
         start = now
@@ -473,8 +473,27 @@ def _created_after_a_peer_finished(pods: Sequence[PodView]) -> PodView | None:
     return min(late, key=lambda p: p.created) if late else None
 
 
+def _pod_creation_check_at(
+    facts: RunFacts, jobs: Sequence[JobView], pods: Sequence[PodView], now: datetime
+) -> datetime | None:
+    """When to look at the Events of Jobs that lack pods: once they are old enough, then every check interval."""
+    if awaiting_pods(facts, jobs, pods, now):
+        return now + timedelta(seconds=POD_CREATION_CHECK_SECONDS)
+    young = [
+        created + timedelta(seconds=POD_CREATION_CHECK_SECONDS / 2)
+        for j in jobs
+        if (created := parse_time(j.created)) is not None
+        and not (j.suspended or j.deleting or j.complete)
+        and sum(1 for p in pods if p.owner_uid == j.uid) < facts.replicas.get(j.role, 0)
+    ]
+    return min(young) if young else None
+
+
 def awaiting_pods(facts: RunFacts, jobs: Sequence[JobView], pods: Sequence[PodView], now: datetime) -> list[JobView]:
-    """Jobs of the current attempt that have existed a while without creating all their pods (check their Events)."""
+    """Jobs of the current attempt whose Events may say why pods are missing: those that have existed a while
+    without creating all their pods, and every Job once a pod was created only after a peer had finished."""
+    if _created_after_a_peer_finished(pods) is not None:
+        return [j for j in jobs if not j.deleting]
     out = []
     for job in jobs:
         created = parse_time(job.created)
