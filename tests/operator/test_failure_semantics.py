@@ -161,9 +161,10 @@ def test_missing_service_account_is_reported_then_fails_in_bounded_time(runs: Ru
     [
         ("always", {"podTemplate": {"spec": {"restartPolicy": "Always"}}}, "restartPolicy"),
         ("noimage", {"podTemplate": {"spec": {"containers": [{"name": "trainer", "image": ""}]}}}, "image"),
-        ("badmount", {"volumeMounts": [{"name": "missing", "mountPath": "/m"}]}, "volumeMounts"),
+        ("badaffinity", {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {}}}},
+         "nodeSelectorTerms"),
     ],
-)
+)  # fmt: skip
 def test_job_the_api_server_rejects_fails_the_run_naming_the_field(
     runs: Runs, name: str, spec: dict[str, Any], field: str
 ) -> None:
@@ -172,6 +173,25 @@ def test_job_the_api_server_rejects_fails_the_run_naming_the_field(
     assert status["failure"]["reason"] == "Rejected", status
     assert field in status["message"], status
     assert runs.jobs(name) == []
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ({"replicas": {"node": {"replicas": 1, "resources": {"cpu": "-1"}}}}, "cpu"),
+        ({"tolerations": [{"key": "k", "effect": "NoSchedule", "tolerationSeconds": 5}]}, "tolerationSeconds"),
+        ({"env": [{"name": "X", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"},
+                                              "secretKeyRef": {"name": "s", "key": "k"}}}]}, "valueFrom"),
+        ({"envFrom": [{"prefix": "P_"}]}, "envFrom"),
+        ({"volumeMounts": [{"name": "missing", "mountPath": "/m"}]}, "volumeMounts"),
+    ],
+)  # fmt: skip
+def test_crd_rejects_what_a_job_would_refuse_naming_the_field(runs: Runs, spec: dict[str, Any], field: str) -> None:
+    manifest = training_run("refused", replicas={"node": 1})
+    manifest["spec"].update(spec)
+    with pytest.raises(client.ApiException) as err:
+        runs.create(manifest)
+    assert err.value.status == 422 and field in err.value.body, err.value.body
 
 
 @pytest.mark.parametrize(

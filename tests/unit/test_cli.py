@@ -56,3 +56,25 @@ def test_help_imports_no_heavy_modules() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_root_image_under_the_default_security_context_is_a_warning_not_an_error(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from runyard import cli
+
+    doc = {
+        "apiVersion": "runyard.dev/v1alpha1",
+        "kind": "TrainingRun",
+        "metadata": {"name": "stock"},
+        "spec": {"framework": "pytorch", "image": "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime",
+                 "command": ["python", "t.py"], "replicas": {"node": {"replicas": 2}}},
+    }  # fmt: skip
+    path = tmp_path / "stock.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    result = CliRunner().invoke(cli.app, ["validate", "-f", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "warning: spec.securityContext: pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime runs as root" in result.output
+    doc["spec"]["securityContext"] = {"runAsUser": 1000}
+    path.write_text(yaml.safe_dump(doc))
+    assert "warning" not in CliRunner().invoke(cli.app, ["validate", "-f", str(path)]).output

@@ -104,8 +104,29 @@ def case(spec: dict[str, Any], name: str = "r") -> list[Problem]:
             },
             "spec.env[0]",
         ),
+        # What the API server would refuse in the Jobs (an adversarial pass found each one stuck a run).
+        (
+            {"framework": "generic", "replicas": {"node": {"resources": {"cpu": "-1"}}}},
+            "spec.replicas.node.resources.cpu",
+        ),
+        (
+            {"framework": "generic", "replicas": {"node": {}},
+             "env": [{"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "x"}, "secretKeyRef": {"name": "s", "key": "k"}}}]},
+            "spec.env[0].valueFrom",
+        ),
+        ({"framework": "generic", "replicas": {"node": {}}, "env": [{"name": "A", "valueFrom": {}}]}, "spec.env[0].valueFrom"),
+        ({"framework": "generic", "replicas": {"node": {}}, "envFrom": [{"prefix": "P_"}]}, "spec.envFrom[0]"),
+        (
+            {"framework": "generic", "replicas": {"node": {}},
+             "tolerations": [{"key": "k", "effect": "NoSchedule", "tolerationSeconds": 5}]},
+            "spec.tolerations[0].tolerationSeconds",
+        ),
+        (
+            {"framework": "generic", "replicas": {"node": {}}, "volumeMounts": [{"name": "data", "mountPath": "/d"}]},
+            "spec.volumeMounts[0].name",
+        ),
     ],
-)
+)  # fmt: skip
 def test_rules(spec: dict[str, Any], want: str) -> None:
     assert paths(case(spec)) == [want]
 

@@ -14,9 +14,9 @@ from runyard.api.rules import spec_schema_extra
 
 # --- shared building blocks -------------------------------------------------------------------------
 
-# Kubernetes resource.Quantity, as controller-gen writes it.
+# Kubernetes resource.Quantity, as controller-gen writes it, without the minus sign: resources are never negative.
 QUANTITY_PATTERN = (
-    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"^\+?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
     r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
 DNS_1035_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
@@ -492,7 +492,20 @@ class TrainingRunSpec(_Spec):
         None, pattern=DNS_1123_SUBDOMAIN_PATTERN, description="ServiceAccount the pods run as."
     )
     volumes: list[dict[str, Any]] | None = Field(
-        None, max_length=MAX_LIST, description="Kubernetes `Volume`s added to every pod."
+        None,
+        max_length=MAX_LIST,
+        description="Kubernetes `Volume`s added to every pod.",
+        # Each Volume passes through as is, but its name is declared, so CEL rules can check mounts against it.
+        json_schema_extra={
+            "items": {
+                "type": "object",
+                "x-kubernetes-preserve-unknown-fields": True,
+                "required": ["name"],
+                "properties": {
+                    "name": {"type": "string", "minLength": 1, "maxLength": 63, "description": "Volume name."}
+                },
+            }
+        },
     )
     volume_mounts: list[VolumeMount] | None = Field(
         None, max_length=MAX_LIST, description="Mounts of `volumes` into the training container."

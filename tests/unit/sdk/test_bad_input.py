@@ -32,6 +32,7 @@ GOOD = (
 spec:
   framework: generic
   image: python:3.11-slim
+  securityContext: {runAsUser: 1000}
   command: [python, -c, "print('hi')"]
   replicas:
     node:
