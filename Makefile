@@ -68,6 +68,10 @@ test: install binaries images ## Everything: lint, verify, unit and cluster test
 	$(MAKE) verify
 	$(BIN)/pytest -q || [ $$? -eq 5 ]
 
+.PHONY: chaos
+chaos: install binaries images ## The full chaos and fuzz suite (make test runs its quick tier); table in docs/chaos.md
+	RUNYARD_CHAOS_SCALE=full RUNYARD_CHAOS_REPORT=$(CURDIR)/.cluster-chaos.json $(BIN)/pytest -q tests/chaos -p no:cacheprovider
+
 ##@ Local cluster
 .PHONY: binaries
 binaries: ## Build etcd, kube-apiserver/controller-manager/scheduler, kwok, helm and the S3 test server (cached)

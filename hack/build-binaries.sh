@@ -6,6 +6,7 @@ K8S_VERSION="${K8S_VERSION:-v1.36.3}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
 COREDNS_VERSION="${COREDNS_VERSION:-v1.14.7}"
+KUEUE_VERSION="${KUEUE_VERSION:-v0.17.0}"
 HELM_VERSION="${HELM_VERSION:-v3.21.4}"
 CACHE="${RUNYARD_CACHE:-$HOME/.cache/runyard}"
 ONLY="${1:-all}"
@@ -18,6 +19,7 @@ etcd_dir="$CACHE/bin/etcd-$ETCD_VERSION"
 kwok_dir="$CACHE/bin/kwok-$KWOK_VERSION"
 helm_dir="$CACHE/bin/helm-$HELM_VERSION"
 coredns_dir="$CACHE/bin/coredns-$COREDNS_VERSION"
+kueue_dir="$CACHE/bin/kueue-$KUEUE_VERSION"
 
 # Each component gets its own throw-away module so MVS never lifts shared deps across them.
 new_module() {
@@ -84,10 +86,22 @@ build_simple() {  # name module-path pkg version outdir
   rm -rf "$out" && mv "$out.tmp" "$out"
 }
 
+# Kueue's manager, and its CRDs from the same module (the gang-admission tests install them on the local cluster).
+build_kueue() {
+  build_simple kueue sigs.k8s.io/kueue sigs.k8s.io/kueue/cmd/kueue "$KUEUE_VERSION" "$kueue_dir"
+  [ -d "$kueue_dir/crds" ] && return
+  local dir
+  dir=$(cd "$CACHE/src/kueue-$KUEUE_VERSION" && go mod download -json "sigs.k8s.io/kueue@$KUEUE_VERSION" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  mkdir -p "$kueue_dir/crds.tmp" && cp "$dir"/config/components/crd/bases/*.yaml "$kueue_dir/crds.tmp/"
+  mv "$kueue_dir/crds.tmp" "$kueue_dir/crds"
+}
+
 case "$ONLY" in
   all|k8s) build_k8s ;;&
   all|etcd) build_simple etcd go.etcd.io/etcd/server/v3 go.etcd.io/etcd/server/v3 "$ETCD_VERSION" "$etcd_dir" ;;&
   all|coredns) build_simple coredns github.com/coredns/coredns github.com/coredns/coredns "$COREDNS_VERSION" "$coredns_dir" ;;&
+  all|kueue) build_kueue ;;&
   all|kwok) build_simple kwok sigs.k8s.io/kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION" "$kwok_dir" ;;&
   all|helm)
     hminor="${K8S_VERSION#v1.}"; hminor="${hminor%%.*}"

@@ -612,6 +612,34 @@ def start_real_node(paths: Paths, server: str, pids: dict[str, int], save: objec
     wait_for(f"node {realnode.NODE_NAME} Ready", node_ready, 120, pids, paths)
 
 
+def restart_component(name: str, pause: float = 0.0) -> float:
+    """Kill one component (SIGKILL, as a crash would) and start it again with the same flags; returns its downtime.
+
+    For chaos tests: an apiserver or etcd restart under the operator. The cluster's state file records the new PID.
+    """
+    paths = Paths(STATE_DIR)
+    info = load_info(paths)
+    if not info:
+        raise SystemExit("no cluster state found")
+    pids: dict[str, int] = info["pids"]  # type: ignore[assignment]
+    t0 = time.monotonic()
+    pid = pids.get(name)
+    if pid and alive(pid, str(binary(name))):
+        os.kill(pid, signal.SIGKILL)
+        while alive(pid, str(binary(name))):
+            time.sleep(0.05)
+    time.sleep(pause)
+    argv = command_lines(paths, info["ports"], bool(info.get("real_node")))[name]  # type: ignore[arg-type]
+    pids[name] = start(name, argv, paths)
+    paths.info.write_text(json.dumps(info, indent=2))
+    ports: dict[str, int] = info["ports"]  # type: ignore[assignment]
+    if name == "etcd":
+        wait_for("etcd", lambda: get(f"http://127.0.0.1:{ports['etcd']}/health") == 200, 60, pids, paths)
+    ctx = admin_ssl(paths)
+    wait_for("kube-apiserver /readyz", lambda: get(f"{info['server']}/readyz", ctx) == 200, 120, pids, paths)
+    return time.monotonic() - t0
+
+
 def import_images() -> None:
     """Import the built images into the running real node, if there is one (a no-op otherwise)."""
     paths = Paths(STATE_DIR)
