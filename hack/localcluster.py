@@ -314,24 +314,25 @@ def alive(pid: int, exe: str) -> bool:
     return cmdline == exe or (not cmdline and Path(exe).name.startswith(stat.split("(", 1)[1].split(")")[0]))
 
 
-# The cluster outlives this process; keeping the Popen objects referenced stops the
-# garbage collector from warning "subprocess still running" when `up` is called in-process
-# (the test session does that on a clean machine).
-_SPAWNED: list[subprocess.Popen[bytes]] = []
+# Starts `"$@"` detached: a background job of a shell that exits at once, in a session of its own, so the component
+# is nobody's child (no zombie, no "subprocess still running" warning in the process that started it) and outlives it.
+_DETACH = 'log="$1"; shift; setsid "$@" >>"$log" 2>&1 </dev/null & echo $!'
 
 
 def start(name: str, argv: list[str], paths: Paths) -> int:
-    with open(paths.logs / f"{name}.log", "ab") as out:
-        proc = subprocess.Popen(
-            argv,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            cwd=paths.state,
-        )
-    _SPAWNED.append(proc)
-    return proc.pid
+    res = subprocess.run(
+        ["/bin/sh", "-c", _DETACH, "sh", str(paths.logs / f"{name}.log"), *argv],
+        cwd=paths.state,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    pid = int(res.stdout.strip())
+    # The PID runs the shell, then setsid, then the binary: report it once it is the binary (or gone).
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not alive(pid, argv[0]) and Path(f"/proc/{pid}").exists():
+        time.sleep(0.01)
+    return pid
 
 
 def get(url: str, ctx: ssl.SSLContext | None = None, timeout: float = 2.0) -> int:
@@ -670,10 +671,6 @@ def down(quiet: bool = False) -> None:
             if pid and alive(pid, str(binary(name))):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-        for proc in _SPAWNED:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5)
-        _SPAWNED.clear()
         if not quiet:
             log("stopped " + ", ".join(f"{n}({p})" for n, p in pids.items()))
     elif not quiet:
