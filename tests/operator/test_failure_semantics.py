@@ -213,3 +213,26 @@ def test_platform_pod_policy_refuses_host_powers(runs: Runs, name: str, spec: di
     assert status["failure"]["reason"] == "PolicyViolation", status
     assert field in status["message"] and "podPolicy" in status["message"], status
     assert runs.jobs(name) == []
+
+
+def test_default_pods_pass_pod_security_restricted_and_a_violation_is_reported(runs: Runs, api: Any) -> None:
+    """Runyard's default pods meet Pod Security 'restricted'; a run loosening it in such a namespace is refused by the
+    API server (FailedCreate) and the run says so, then fails after startTimeoutSeconds."""
+    client.CoreV1Api(api).patch_namespace(
+        runs.namespace, {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}
+    )
+    runs.create(training_run("compliant", replicas={"node": 1}))
+    assert runs.wait_phase("compliant", "Succeeded", "Failed", timeout=90)["phase"] == "Succeeded"
+    runs.create(
+        training_run("loose", replicas={"node": 1}, securityContext={"runAsNonRoot": False},
+                     run_policy={"startTimeoutSeconds": 15})
+    )  # fmt: skip
+    status = runs.wait_phase("loose", "Failed", timeout=90)
+    assert status["failure"]["reason"] == "FailedCreate" and "PodSecurity" in status["failure"]["message"], status
+
+
+def test_missing_priority_class_is_reported_then_fails(runs: Runs) -> None:
+    runs.create(training_run("noprio", replicas={"node": 1}, priorityClassName="does-not-exist",
+                             run_policy={"startTimeoutSeconds": 15}))  # fmt: skip
+    status = runs.wait_phase("noprio", "Failed", timeout=90)
+    assert status["failure"]["reason"] == "FailedCreate" and "does-not-exist" in status["failure"]["message"], status

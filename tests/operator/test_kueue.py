@@ -69,6 +69,8 @@ def kueue(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         )
     )
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(KUEUE_DIR / "crds"))
+    # The manager indexes its kinds at start: they must be served before it runs.
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(KUEUE_DIR / "crds"))
     cluster.kubectl("create", "namespace", "kueue-system", check=False)
     with open(root / "kueue.log", "wb") as log:
         proc = subprocess.Popen(

@@ -366,6 +366,10 @@ def decide(
                 elif len(started) >= facts.total_replicas:
                     phase, reason = RUNNING, "Running"
                     message = f"{len(started)}/{facts.total_replicas} replicas started"
+                    # A replica whose node stopped reporting is marked not ready long before it is evicted.
+                    unready = sorted(p.name for p in started if p.phase == "Running" and not p.ready)
+                    if unready:
+                        message += f"; not ready: {', '.join(unready[:3])}" + (" ..." if len(unready) > 3 else "")
                 else:
                     phase, reason = STARTING, "Starting"
                     message = f"{len(started)}/{facts.total_replicas} replicas started"

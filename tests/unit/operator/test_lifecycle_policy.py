@@ -438,3 +438,11 @@ def test_awaiting_pods_is_checked_again_without_an_event() -> None:
     created = job(active=0, created=lc.fmt_time(NOW - timedelta(seconds=30)))
     decision = lc.decide(FACTS, {"phase": "Pending"}, [created], [], NOW)
     assert decision.requeue_at is not None and decision.requeue_at <= NOW + timedelta(seconds=10)
+
+
+def test_running_gang_names_replicas_that_are_not_ready() -> None:
+    """A node that stops reporting marks its pods not ready at once; its eviction comes minutes later."""
+    decision = lc.decide(FACTS, RUNNING, [job()], [pod(0), pod(1, ready=False)], NOW)
+    assert decision.status["phase"] == lc.RUNNING
+    assert decision.status["message"] == "2/2 replicas started; not ready: r-node-1-abc"
+    assert decision.status["readyReplicas"] == 1

@@ -142,12 +142,19 @@ def test_finished_deleted_and_sweep_set_terminal_status(store: str) -> None:
     asyncio.run(scenario())
 
 
+def test_tracking_uri_with_a_password_is_refused_at_start() -> None:
+    """It would reach every pod's env and the runs' status in plain text: the configuration is rejected instead."""
+    with pytest.raises(ValueError, match="must not contain credentials") as err:
+        _plugin("http://user:s3cr3t@127.0.0.1:1")
+    assert "s3cr3t" not in str(err.value).split("input_value")[0]
+
+
 def test_unreachable_server_degrades_without_leaking_credentials() -> None:
-    plugin = _plugin("http://user:s3cr3t@127.0.0.1:1")
+    plugin = _plugin("http://127.0.0.1:1")
     run = make_tracked_run(uid="0000eeee-2222-3333-4444-555555555555", trackers=["mlflow", "tensorboard"])
     prepared = asyncio.run(plugin.prepare(run, {}))
     message = prepared.status["tracking"]["message"]
-    assert message.startswith("MLflow run not created") and "s3cr3t" not in message
+    assert message.startswith("MLflow run not created")
     env = _env(prepared.env)
     assert c.ENV_MLFLOW_RUN_ID not in env and env[c.ENV_TRACKERS] == "tensorboard"
     # Deletion must not hang on the tracker: the KILL is queued for the sweep instead of raising.
