@@ -40,8 +40,12 @@ def run_mlflow_server(root: Path, host: str = "127.0.0.1") -> Iterator[str]:
             return False
 
     try:
-        wait_until(healthy, timeout=120, interval=0.5, what="mlflow server /health")
+        wait_until(healthy, timeout=180, interval=0.5, what="mlflow server /health")
         yield uri
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

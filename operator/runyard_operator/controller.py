@@ -125,6 +125,10 @@ def release_memory() -> None:
 _NAMESPACE_LABELS_TTL = 30.0
 
 
+class ChildExistsError(Exception):
+    """A child's name is taken (409): whether by the run's own object is for the caller to check."""
+
+
 class ChildRefusedError(Exception):
     """The API server refused a child (invalid, forbidden) or its name is held by an object the run does not own."""
 
@@ -443,27 +447,30 @@ class Controller:
             return str(status["sshSecret"])
         private, public = self._ssh_keygen() if self._ssh_keygen else (None, None)
         secret = build_mpi_ssh_secret(run, replace(ctx, ssh_private_key=private, ssh_public_key=public))
-        try:
-            answer = await self.kube.create(secret)
-        except ApiError as err:
-            if err.status in (400, 403, 422) and "being terminated" not in err.message:
-                raise ChildRefusedError(
-                    lc.REASON_REJECTED, f"Secret {secret['metadata']['generateName']}*: {err.message}"
-                ) from None
-            raise
+        answer = await self._create(secret, decode=True)  # the server picked the name: read it from the answer
         status["sshSecret"] = answer["metadata"]["name"]
         return str(status["sshSecret"])
 
     async def _dry_run(self, obj: Mapping[str, Any]) -> None:
+        with contextlib.suppress(ChildExistsError):
+            await self._create(obj, dry_run=True)
+
+    async def _create(self, obj: Mapping[str, Any], dry_run: bool = False, decode: bool = False) -> dict[str, Any]:
+        """POST one child; the API server's refusals become ChildRefusedError (the run ends, naming why).
+
+        Only a Job's answer (which feeds the cache before its watch event arrives) or an explicit `decode` is read.
+        """
+        decode = decode or (obj["kind"] == "Job" and not dry_run)
         try:
-            await self.kube.create(obj, decode=False, dry_run=True)
+            return await self.kube.create(obj, decode=decode, dry_run=dry_run)
         except ApiError as err:
+            meta = obj["metadata"]
             if err.status in (400, 403, 422) and "being terminated" not in err.message:
-                raise ChildRefusedError(
-                    lc.REASON_REJECTED, f"{obj['kind']} {obj['metadata']['name']}: {err.message}"
-                ) from None
-            if err.status != 409:
-                raise
+                what = f"{obj['kind']} {meta.get('name') or meta.get('generateName', '') + '*'}"
+                raise ChildRefusedError(lc.REASON_REJECTED, f"{what}: {err.message}") from None
+            if err.status == 409:
+                raise ChildExistsError(err.message) from None
+            raise
 
     async def _create_owned(self, obj: Mapping[str, Any], uid: str) -> dict[str, Any]:
         """Create a child, or accept the existing one only if this run controls it (owner reference UID).
@@ -473,15 +480,9 @@ class Controller:
         """
         meta = obj["metadata"]
         try:
-            # Only a Job's answer feeds the cache (before its watch event arrives); the rest need no decoding.
-            return await self.kube.create(obj, decode=obj["kind"] == "Job")
-        except ApiError as err:
-            if err.status in (400, 403, 422) and "being terminated" not in err.message:
-                raise ChildRefusedError(
-                    lc.REASON_REJECTED, f"{obj['kind']} {meta.get('name') or meta.get('generateName')}: {err.message}"
-                ) from None
-            if err.status != 409:
-                raise
+            return await self._create(obj)
+        except ChildExistsError:
+            pass
         existing = await self.kube.get(obj["kind"], meta["namespace"], meta["name"])
         owners = existing.get("metadata", {}).get("ownerReferences") or []
         controller = next((o for o in owners if o.get("controller")), None)

@@ -155,10 +155,12 @@ def test_pod_and_job_deletion_mid_run(cruns: Runs, chaos_operator: OperatorProce
     names = [f"del-{i}" for i in range(scale(6, 60))]
     outcome.tried = len(names)
     rng = random.Random(11)
+    # Long enough that every run still runs when its turn to lose a pod or its Job comes.
+    duration = f"{scale(10, 60)}s"
     for name in names:
-        cruns.create(training_run(name, replicas={"node": 2}, sim={"sim.runyard.dev/duration": "6s"},
+        cruns.create(training_run(name, replicas={"node": 2}, sim={"sim.runyard.dev/duration": duration},
                                   run_policy={"backoffLimit": 3, "backoffSeconds": 0}))  # fmt: skip
-    wait_until(lambda: all(cruns.status(n).get("phase") in ("Running", "Succeeded") for n in names), timeout=120,
+    wait_until(lambda: all(cruns.status(n).get("phase") == "Running" for n in names), timeout=180,
                what="every run Running")  # fmt: skip
     for name in names:
         if rng.random() < 0.5:

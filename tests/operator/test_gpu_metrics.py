@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import subprocess
 import sys
 import threading
 import time
@@ -18,7 +17,8 @@ import yaml
 from kubernetes import client
 
 from tests.conftest import Cluster
-from tests.operator.conftest import OperatorProcess, Runs, free_port, training_run, wait_until
+from tests.mlflow_server import run_mlflow_server
+from tests.operator.conftest import OperatorProcess, Runs, training_run, wait_until
 
 # The MLflow client warns about its own deprecations; this module only reads metrics back through it.
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
@@ -33,48 +33,8 @@ POWER = {"busy": 400.0, "idle": 70.0, "short": 300.0}
 
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    import urllib.request
-
-    tmp = tmp_path_factory.mktemp("mlflow")
-    port = free_port()
-    exe = Path(sys.executable).parent / "mlflow"
-    log = (tmp / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            str(exe),
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{tmp}/mlflow.db",
-            "--default-artifact-root",
-            str(tmp / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        assert proc.poll() is None, f"mlflow server exited; see {tmp / 'server.log'}"
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=1) as resp:
-                return bool(resp.status == 200)
-        except OSError:
-            return False
-
-    try:
-        wait_until(up, timeout=180, interval=0.5, what="mlflow server /health")
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    with run_mlflow_server(tmp_path_factory.mktemp("mlflow")) as uri:
+        yield uri
 
 
 # --- fake DCGM exporters ----------------------------------------------------------------------------------------
