@@ -27,8 +27,9 @@ install: $(VENV)/.installed ## Create .venv with runyard + runyard-operator (edi
 	@command -v mpirun >/dev/null || hack/install-system-deps.sh
 
 .PHONY: install-examples
-install-examples: install ## Add the heavy optional extras (torch, scikit-learn, mpi4py) used by examples
+install-examples: install ## Add the heavy optional extras (torch, scikit-learn, mpi4py, jax, xgboost, deepspeed) used by examples
 	$(BIN)/pip install -q -e 'sdk[examples]'
+	$(BIN)/pip install -q --no-build-isolation -e 'sdk[deepspeed]'
 
 ##@ Code
 .PHONY: generate

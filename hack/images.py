@@ -6,7 +6,7 @@ Images (docker-archive layouts under $RUNYARD_CACHE/images, imported with `ctr i
 | image                              | layers                                                                 |
 |------------------------------------|------------------------------------------------------------------------|
 | registry.k8s.io/pause:3.10         | a static pause binary built from hack/images/pause.c                   |
-| localhost/runyard/examples:dev     | Debian base (python3, OpenMPI, sshd) + examples-requirements.txt + SDK and examples/ |
+| localhost/runyard/examples:dev     | Debian base (python3, OpenMPI, sshd) + examples-requirements.txt + examples-extra-requirements.txt + SDK and examples/ |
 | localhost/runyard/runyard:dev      | Debian base + the operator's dependencies + SDK and operator (operator, artifact sync sidecar, GPU agent) |
 | localhost/runyard/debian:dev       | the Debian base alone, running as root like most public images (security-context tests)      |
 
@@ -292,6 +292,12 @@ def images(only: set[str] | None = None) -> list[Image]:
     if "examples" in want:
         reqs = HERE / "examples-requirements.txt"
         deps = pip_layer("examples-deps", digest(reqs.read_bytes()), ["-r", str(reqs)])
+        extra_reqs = HERE / "examples-extra-requirements.txt"
+        extra = pip_layer(
+            "examples-extra",
+            digest(extra_reqs.read_bytes()),
+            ["--no-deps", "--no-build-isolation", "-r", str(extra_reqs)],
+        )
         app = pip_layer(
             "examples-app",
             digest(sdk_key, tree_digest([ROOT / "examples"])),
@@ -303,7 +309,7 @@ def images(only: set[str] | None = None) -> list[Image]:
         result.append(
             Image(
                 "localhost/runyard/examples:dev",
-                [base, deps, app, examples],
+                [base, deps, extra, app, examples],
                 {"Env": env, "WorkingDir": f"/{WORKSPACE}", "User": f"{UID}:{UID}", "Cmd": ["python"]},
             )
         )

@@ -13,4 +13,4 @@ s3-server: $(VERSITYGW) ## Build versitygw (S3 server for the artifact tests) in
 .PHONY: test-artifacts
 test-artifacts: install $(VERSITYGW) ## Artifact tests: store, manifests, sync sidecar, resume, plugin, cluster
 	$(BIN)/pytest -q tests/unit/artifacts
-	$(BIN)/pytest -q tests/operator/test_artifacts.py
+	$(BIN)/pytest -q tests/cluster/test_artifacts.py

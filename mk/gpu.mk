@@ -11,12 +11,12 @@ gpu-agent: install ## Run the GPU node agent locally (NVML + PodResources -> DCG
 .PHONY: test-gpu
 test-gpu: install ## GPU metrics tests: unit (no GPU needed) and the operator integration test with MLflow
 	$(BIN)/pytest -q tests/unit/gpu
-	$(BIN)/pytest -q tests/operator/test_gpu_metrics.py
+	$(BIN)/pytest -q tests/cluster/test_gpu_metrics.py
 
 .PHONY: lint-gpu
 lint-gpu: install ## ruff + strict mypy on the GPU metrics code
-	$(BIN)/ruff check operator/runyard_operator/gpu bench/gpu tests/unit/gpu tests/operator/test_gpu_metrics.py
-	$(BIN)/ruff format --check operator/runyard_operator/gpu bench/gpu tests/unit/gpu tests/operator/test_gpu_metrics.py
+	$(BIN)/ruff check operator/runyard_operator/gpu bench/gpu tests/unit/gpu tests/cluster/test_gpu_metrics.py
+	$(BIN)/ruff format --check operator/runyard_operator/gpu bench/gpu tests/unit/gpu tests/cluster/test_gpu_metrics.py
 	$(BIN)/mypy operator/runyard_operator/gpu
 
 .PHONY: gpu-check

@@ -16,4 +16,4 @@ mlflow-server: install ## Run a throwaway MLflow tracking server (sqlite in /tmp
 
 .PHONY: test-tracking
 test-tracking: install ## Tracking tests: env goldens, local runs, offline W&B/Comet/TensorBoard, operator + mlflow server
-	$(BIN)/pytest -q tests/unit/tracking tests/operator/test_tracking.py
+	$(BIN)/pytest -q tests/unit/tracking tests/cluster/test_tracking.py

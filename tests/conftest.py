@@ -33,10 +33,10 @@ pytest_plugins = ["tests.operator_fixtures"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # Everything under tests/cluster, tests/operator, tests/e2e, tests/realnode, tests/chaos talks to the cluster: mark it so `-m "not cluster"` is fast.
+    # Everything under tests/cluster, tests/e2e, tests/realnode, tests/chaos talks to the cluster: mark it so `-m "not cluster"` is fast.
     for item in items:
         parts = Path(str(item.fspath)).relative_to(ROOT / "tests").parts
-        if parts and parts[0] in {"cluster", "operator", "e2e", "realnode", "chaos"}:
+        if parts and parts[0] in {"cluster", "e2e", "realnode", "chaos"}:
             item.add_marker(pytest.mark.cluster)
 
 

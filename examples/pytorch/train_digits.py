@@ -8,9 +8,13 @@ Metrics: rank 0 logs the global (all-reduced) `loss` and `accuracy` per step and
 also logs its own `rank_<r>/loss` and `rank_<r>/accuracy`, so one MLflow run holds every rank's view. MLflow is used
 only when MLFLOW_RUN_ID is set (Runyard sets it); each rank joins that run with `mlflow.start_run(run_id=...)`.
 
-Artifacts: rank 0 writes `$RUNYARD_ARTIFACT_DIR/checkpoints/epoch-<n>.pt` each epoch and `model.pt` at the end;
-`$RUNYARD_RESUME_FROM` (a checkpoint, a run's directory or store URI, resolved by `runyard.context()`) resumes after
-that checkpoint's epoch.
+Artifacts: rank 0 writes `$RUNYARD_ARTIFACT_DIR/checkpoints/step-<global step>.pt` after each epoch and `model.pt`
+at the end; `$RUNYARD_RESUME_FROM` (a checkpoint, a run's directory or store URI, resolved by `runyard.context()`)
+resumes at exactly that step (the sampler's order is seeded per epoch, so the batches already trained are skipped).
+
+Checkpoint-aware stop: a suspension, a Kueue preemption, the run's deletion or its deadline sends SIGTERM;
+`runyard.should_stop()` turns it into a flag. The ranks agree on it in the same all-reduce as the loss (so all stop
+after the same step), rank 0 saves `step-<n>.pt`, and the process exits 143 ("stopped", not "finished").
 
 Fault drill: with RUNYARD_EXAMPLE_KILL_AT_EPOCH=<n>, the last rank SIGKILLs itself when epoch <n> starts on the run's
 first attempt, which a Runyard gang restart recovers from the newest checkpoint.
@@ -21,6 +25,8 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +48,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=float(os.environ.get("RUNYARD_EXAMPLE_LR", "0.05")))
     parser.add_argument("--batch-size", type=int, default=32, help="per rank")
     parser.add_argument("--backend", default=os.environ.get("RUNYARD_EXAMPLE_BACKEND", "gloo"))
+    # Seconds each step waits on top of its work: makes a short run long enough to preempt in a test.
+    parser.add_argument("--step-delay", type=float, default=float(os.environ.get("RUNYARD_EXAMPLE_STEP_DELAY", "0")))
     return parser.parse_args()
 
 
@@ -80,6 +88,16 @@ def data(rank: int, world_size: int, batch_size: int) -> tuple[DataLoader[Any], 
     return DataLoader(train, batch_size=batch_size, sampler=sampler), x_test, y_test
 
 
+def save_checkpoint(directory: Path, model: nn.Module, optimizer: torch.optim.Optimizer, step: int) -> Path:
+    """`step-<n>.pt`, written under a temporary name first: the sync sidecar never uploads half a checkpoint."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"step-{step:06d}.pt"
+    partial = path.with_name(path.name + ".partial")
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, partial)
+    partial.rename(path)
+    return path
+
+
 def main() -> None:
     args = parse_args()
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -94,18 +112,19 @@ def main() -> None:
     loader, x_test, y_test = data(rank, world_size, args.batch_size)
     model: nn.Module = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9)
-    first_epoch = 0
+    step = 0
     resume = runyard.context().resume_from_path()
     if resume is not None and resume.is_file():
         state = torch.load(resume, map_location="cpu")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        first_epoch = int(state["epoch"]) + 1
-        print(f"rank {rank}: resumed from {resume} at epoch {first_epoch}", flush=True)
+        step = int(state["step"])
+        print(f"rank {rank}: resumed from {resume} at step {step}", flush=True)
+    first_epoch, skip = divmod(step, len(loader))
     ddp = DistributedDataParallel(model) if distributed else model
     loss_fn = nn.CrossEntropyLoss()
     tracker = Tracker(rank)
-    step = first_epoch * len(loader)
+    runyard.should_stop()  # from here on SIGTERM sets a flag instead of ending the process
     print(f"rank {rank}/{world_size}: {len(loader)} steps per epoch, {args.epochs} epochs", flush=True)
 
     kill_at = int(os.environ.get("RUNYARD_EXAMPLE_KILL_AT_EPOCH", "0"))
@@ -117,23 +136,43 @@ def main() -> None:
         assert isinstance(loader.sampler, DistributedSampler)
         loader.sampler.set_epoch(epoch)
         ddp.train()
-        for xb, yb in loader:
+        stopping = False
+        for batch, (xb, yb) in enumerate(loader):
+            if epoch == first_epoch and batch < skip:
+                continue  # trained before the checkpoint this run resumed from
             optimizer.zero_grad()
             logits = ddp(xb)
             loss = loss_fn(logits, yb)
             loss.backward()
             optimizer.step()
-            local = torch.tensor([loss.item(), (logits.argmax(1) == yb).float().mean().item()])
+            # The third value is this rank's stop flag: after the sum, every rank knows whether any was asked to stop.
+            local = torch.tensor(
+                [loss.item(), (logits.argmax(1) == yb).float().mean().item(), float(runyard.should_stop())]
+            )
             total = local.clone()
             if distributed:
                 dist.all_reduce(total)  # sum over ranks, then mean
-                total /= world_size
+                total[:2] /= world_size
+            stopping = total[2].item() > 0
             tracker.log(
                 step,
                 {"loss": total[0].item(), "accuracy": total[1].item()},
                 {"loss": local[0].item(), "accuracy": local[1].item()},
             )
             step += 1
+            # status.progress and the PROGRESS/ETA columns (sent at most every few seconds, whatever the loop's pace)
+            runyard.report_progress(step, total=args.epochs * len(loader))
+            if stopping:
+                break
+            if args.step_delay:
+                time.sleep(args.step_delay)
+        if stopping:
+            if rank == 0:
+                path = save_checkpoint(checkpoints, model, optimizer, step)
+                print(f"rank 0: stop requested: saved {path} at step {step}", flush=True)
+            if distributed:
+                dist.destroy_process_group()
+            sys.exit(143)
         ddp.eval()
         with torch.no_grad():
             val_accuracy = (model(x_test).argmax(1) == y_test).float().mean().item()
@@ -143,9 +182,7 @@ def main() -> None:
         )
         if rank == 0:
             tracker.log(step - 1, {"val_accuracy": val_accuracy, "epoch": float(epoch + 1)}, {})
-            checkpoints.mkdir(parents=True, exist_ok=True)
-            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch}
-            torch.save(state, checkpoints / f"epoch-{epoch + 1}.pt")
+            save_checkpoint(checkpoints, model, optimizer, step)
 
     if rank == 0:
         artifact_dir.mkdir(parents=True, exist_ok=True)

@@ -221,12 +221,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"runyard-operator: {err}", file=sys.stderr)
         return 2
     with contextlib.suppress(KeyboardInterrupt):
-        try:
-            import uvloop
-        except ImportError:
-            asyncio.run(run_operator(args))
-        else:
-            uvloop.run(run_operator(args))
+        # The standard event loop, not uvloop: under uvloop an apiserver restart made aiohttp's reconnect raise
+        # "File descriptor N is used by transport" (MagicStack/uvloop#653, open), which killed kopf's watchers and
+        # with them the operator (the CI's apiserver/etcd chaos scenario: every run untouched for 300 s).
+        asyncio.run(run_operator(args))
     return 0
 
 

@@ -118,12 +118,41 @@ class PodPolicyConfig(_Model):
     allowed_capabilities: list[str] = Field(default_factory=list, description="Capabilities pods may add.")
 
 
+class ProgressConfig(_Model):
+    """The progress endpoint ranks report to (runyard.log_metrics(step=...)); off while `url` is unset."""
+
+    url: str | None = Field(
+        None,
+        description="URL pods POST reports to, as they reach the operator (e.g. a Service DNS name and /v1/progress).",
+    )
+    port: int = Field(8082, ge=1, le=65535, description="Port the operator serves the endpoint on.")
+    write_interval_seconds: float = Field(
+        30.0, ge=1.0, description="At most one status.progress write per run per this many seconds."
+    )
+    report_interval_seconds: float = Field(
+        10.0, ge=0.5, description="How often a rank may send a report (RUNYARD_PROGRESS_INTERVAL in pods)."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an http(s) URL with a host, got {value!r}")
+        if parts.password is not None:
+            raise ValueError("must not carry credentials: pods authenticate with a projected ServiceAccount token")
+        return value
+
+
 class OperatorConfig(_Model):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     gpu_metrics: dict[str, Any] = Field(default_factory=dict)
     artifacts: dict[str, Any] = Field(default_factory=dict)
     namespaces: NamespacesConfig = Field(default_factory=NamespacesConfig)
     pod_policy: PodPolicyConfig = Field(default_factory=PodPolicyConfig)
+    progress: ProgressConfig = Field(default_factory=ProgressConfig)
 
     def namespace_policy(self, own_namespace: str | None) -> NamespacePolicy:
         excluded = set(self.namespaces.exclude)

@@ -18,15 +18,18 @@ from typing import Any
 from pydantic import ValidationError
 
 from runyard import constants as c
+from runyard import frameworks
 from runyard.api import TrainingRun
-from runyard.builders import BuildContext, build_children, build_mpi_ssh_secret, build_pod_template
+from runyard.builders import BuildContext, build_children, build_pod_template
+from runyard.frameworks.ssh import build_ssh_secret
 from runyard_operator import metrics
 from runyard_operator.k8s import ApiError, Kube
 from runyard_operator.observe import JobView, PodView, summarize_job, summarize_pod
-from runyard_operator.plugins import PluginContext, RunPlugin
+from runyard_operator.plugins import PluginContext, RunPlugin, StatusContributions
 from runyard_operator.policies import admission as adm
 from runyard_operator.policies import conditions as cond
 from runyard_operator.policies import lifecycle as lc
+from runyard_operator.policies import triage
 from runyard_operator.workqueue import WorkQueue
 
 logger = logging.getLogger(__name__)
@@ -69,10 +72,12 @@ class RunCache:
     uid_to_key: dict[str, RunKey] = field(default_factory=dict)
     jobs: dict[str, dict[str, JobView]] = field(default_factory=dict)
     pods: dict[str, dict[str, PodView]] = field(default_factory=dict)
+    pod_runs: dict[str, str] = field(default_factory=dict)  # pod UID -> run UID (its label), for owned_pod
     created: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
 
 
-# Status fields whose in-progress changes may be coalesced; anything else (restarts, failure, plugin data) is urgent.
+# Status fields whose in-progress changes may be coalesced; anything else (restarts, failure, plugin data) is urgent,
+# and so is any write that carries a plugin's contribution.
 _COALESCIBLE = frozenset(
     {
         "phase",
@@ -150,7 +155,7 @@ def _refuse(
     """Turn the decision into a terminal refusal: nothing more is created, and the status says why."""
     status = decision.status
     status |= {"phase": lc.FAILED, "message": message, "completionTime": lc.fmt_time(now), "gpus": 0}
-    status["failure"] = {"reason": reason, "message": message}
+    status["failure"] = triage.triage({"reason": reason, "message": message}, {})
     status["conditions"] = cond.compute(
         previous.get("conditions") or [], lc.FAILED, reason, message, facts.generation, now
     )
@@ -163,27 +168,36 @@ def _refuse(
     decision.events.append(("Warning", reason, message))
 
 
+def _superseded(cached: Any, meta: Mapping[str, Any]) -> bool:
+    """An event for an older attempt's Job than the cached one of the same name (Jobs are `<run>-<role>` each attempt).
+
+    A watch that reconnects (an apiserver restart) can deliver the old Job's last MODIFIED or DELETED after the new
+    Job was created; keyed by name, it would replace or remove the new Job's entry.
+    """
+    if cached is None or not meta.get("uid") or cached.uid == meta.get("uid"):
+        return False
+    try:
+        attempt = int((meta.get("labels") or {}).get(c.LABEL_RESTART_ATTEMPT) or 0)
+    except ValueError:
+        return False
+    return bool(attempt < cached.attempt)
+
+
 def run_facts(run: TrainingRun) -> lc.RunFacts:
     spec, policy = run.spec, run.spec.run_policy
-    framework = str(spec.framework)
-    if framework == "tensorflow":
-        success: tuple[str, ...] = (c.ROLE_CHIEF,) if c.ROLE_CHIEF in spec.replicas else (c.ROLE_WORKER,)
-    elif framework == "mpi":
-        success = (c.ROLE_LAUNCHER,)
-    else:
-        success = (c.ROLE_NODE,)
     retry = policy.retry_on
     return lc.RunFacts(
         name=run.name,
         generation=int(run.metadata.generation or 0),
-        framework=framework,
+        framework=spec.framework,
         replicas={role: r.replicas for role, r in spec.replicas.items()},
-        success_roles=success,
+        success_roles=frameworks.of(spec).success_roles(spec),
         backoff_limit=policy.backoff_limit,
         backoff_seconds=float(policy.backoff_seconds),
-        retry=lc.RetryPolicy(
-            exit_codes=frozenset(retry.exit_codes) if retry.exit_codes is not None else None,
-            **({"reasons": frozenset(retry.reasons)} if retry.reasons is not None else {}),
+        retry=lc.RetryPolicy.of(
+            retry.exit_codes,
+            retry.reasons,
+            [str(cat) for cat in retry.categories] if retry.categories is not None else None,
         ),
         active_deadline_seconds=policy.active_deadline_seconds,
         start_timeout_seconds=policy.start_timeout_seconds,
@@ -191,6 +205,9 @@ def run_facts(run: TrainingRun) -> lc.RunFacts:
         clean_pod_policy=str(policy.clean_pod_policy),
         suspend=policy.suspend,
         queue_name=spec.queue_name,
+        rank_layout=frameworks.of(spec).rank_layout(spec),
+        stall_timeout_seconds=policy.stall_timeout_seconds,
+        restart_on_stall=policy.restart_on_stall,
     )
 
 
@@ -207,8 +224,16 @@ def parse_run(body: Mapping[str, Any]) -> TrainingRun:
 
 
 def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
-    """A merge patch turning `old` into `new` at the top level (removed keys become null)."""
-    patch: dict[str, Any] = {k: v for k, v in new.items() if old.get(k) != v}
+    """A JSON merge patch (RFC 7386) turning `old` into `new`: removed keys become null at every depth, since a merge
+    patch merges nested objects (status.progress without its silentRanks would otherwise keep them); lists whole."""
+    patch: dict[str, Any] = {}
+    for key, value in new.items():
+        before = old.get(key)
+        if before == value:
+            continue
+        patch[key] = (
+            status_patch(before, value) if isinstance(before, Mapping) and isinstance(value, Mapping) else value
+        )
     patch.update({k: None for k in old if k not in new})
     return patch
 
@@ -229,6 +254,8 @@ class Controller:
         self.kube = kube
         self.cache = RunCache()
         self.plugins = list(plugins)
+        # The plugins' status changes: the controller is the status subresource's only writer and merges them in.
+        self.contributions = StatusContributions()
         self.queue = WorkQueue(self.reconcile, workers=workers)
         self._ssh_keygen = ssh_keygen
         self.namespace_policy = namespace_policy or adm.NamespacePolicy()
@@ -255,6 +282,7 @@ class Controller:
             uid = meta.get("uid", "")
             self.cache.uid_to_key.pop(uid, None)
             self.cache.created.pop(uid, None)
+            self.contributions.forget(uid)
             return
         current = self.cache.runs.get(key)
         if current is not None and current.uid == meta.get("uid") and current.rv > _rv(body):
@@ -271,12 +299,18 @@ class Controller:
         store = self.cache.jobs if kind == "Job" else self.cache.pods
         children = store.setdefault(run_uid, {})
         child_key = meta.get("name", "") if kind == "Job" else meta.get("uid", "")
-        if event_type == "DELETED":
+        if kind == "Job" and _superseded(children.get(child_key), meta):
+            pass  # a late event of the previous attempt's Job, which had the same name: the current one stays
+        elif event_type == "DELETED":
             children.pop(child_key, None)
+            if kind == "Pod":
+                self.cache.pod_runs.pop(child_key, None)
             if not children:
                 store.pop(run_uid, None)
         else:
             children[child_key] = summarize_job(body) if kind == "Job" else summarize_pod(body)  # type: ignore[assignment]
+            if kind == "Pod":
+                self.cache.pod_runs[child_key] = run_uid
         key = self.cache.uid_to_key.get(run_uid)
         if key:
             self.queue.add(key)
@@ -288,7 +322,22 @@ class Controller:
             runs=lambda: ((key, run.body()) for key, run in list(self.cache.runs.items())),
             pods_of=lambda uid: list(self.cache.pods.get(uid, {}).values()),
             reconcile=self.queue.add,
+            status=self.contributions,
+            owned_pod=self._owned_pod,
+            run=lambda key: cached.body() if (cached := self.cache.runs.get(key)) else None,
         )
+
+    def _owned_pod(self, pod_uid: str) -> tuple[RunKey, PodView] | None:
+        """The pod and its run's key when the pod's Job is controlled by that run (owner UIDs, not labels)."""
+        run_uid = self.cache.pod_runs.get(pod_uid)
+        key = self.cache.uid_to_key.get(run_uid or "")
+        pod = self.cache.pods.get(run_uid or "", {}).get(pod_uid)
+        if key is None or pod is None or pod.namespace != key[0]:
+            return None
+        jobs = self.cache.jobs.get(pod.run_uid, {}).values()
+        if not any(j.uid == pod.owner_uid and j.owned and j.run_uid == run_uid for j in jobs):
+            return None
+        return key, pod
 
     async def start_plugins(self) -> None:
         ctx = self.plugin_context()
@@ -364,14 +413,34 @@ class Controller:
         facts = run_facts(run)
         jobs, pods = self._children(uid, namespace)
         refusals = await self._refusals(facts, previous, jobs, pods, now)
-        decision = lc.decide(facts, previous, jobs, pods, now, refusals)
+        # The lifecycle decides with what plugins have just contributed (silent ranks, a GPU fault): the rule that
+        # acts on a plugin's fact sees it in the very write that records it, not one write later.
+        pending = self.contributions.pending(uid)
+        known = pending.apply(previous) if pending is not None else previous
+        decision = lc.decide(facts, known, jobs, pods, now, refusals)
+        if decision.confirm_children and not _consequential(previous, decision):
+            jobs, pods = await self._read_children(uid, namespace)
+            decision = lc.decide(facts, known, jobs, pods, now, refusals)
         if _consequential(previous, decision):
             # A restart or an end is decided from what the API holds now, not from what the watch caches happened
             # to have seen (after an operator restart the Job watch can lead the Pod watch by seconds).
             jobs, pods = await self._read_children(uid, namespace)
             refusals = await self._refusals(facts, previous, jobs, pods, now)
-            decision = lc.decide(facts, previous, jobs, pods, now, refusals)
+            decision = lc.decide(facts, known, jobs, pods, now, refusals)
+            failed_pod = triage.log_tail_pod(previous.get("failure"), decision.status.get("failure"))
+            if failed_pod:
+                # Read once, when the failure is first recorded: the tail can name the cause (a GPU Xid), so the
+                # decision is taken again with it; the pods' deletion follows this reconcile.
+                tail = await self._log_tail(namespace, failed_pod)
+                if tail:
+                    decision = lc.decide(facts, known, jobs, pods, now, refusals, {failed_pod: tail})
         status = decision.status
+        if _consequential(previous, decision):
+            # The attempt ends: plugins keep what dies with its pods (their logs) before any of its Jobs is deleted.
+            attempt = int(previous.get("restarts") or 0)
+            ending = [p for p in pods if p.attempt == attempt]
+            for plugin in self.plugins:
+                status |= await plugin.retiring(run, status, attempt, ending)
 
         for job_name in decision.delete_jobs:
             # Foreground: the Job stays (deleting) until its pods are gone, so a gang restart waits for the old
@@ -384,23 +453,31 @@ class Controller:
             refused = await self._admit(run, namespace)
             if refused is None:
                 try:
-                    await self._create_children(body, run, status)
+                    await self._create_children(body, run, status, resume=decision.resume)
                 except ChildRefusedError as err:
                     refused = (err.reason, err.message)
             if refused is not None:
                 _refuse(facts, previous, decision, refused[0], refused[1], now)
 
+        # Plugins' pending contributions go into this write; what a plugin returns when the run ends comes last.
+        contribution = self.contributions.pending(uid)
+        events = list(decision.events)
+        if contribution is not None:
+            status = contribution.apply(status)
+            events += contribution.event_list()
         if status.get("phase") in lc.TERMINAL and previous.get("phase") not in lc.TERMINAL:
             for plugin in self.plugins:
                 status |= await plugin.finished(run, status)
 
-        delay = self._coalesce_delay(key, previous, status, decision)
+        delay = self._coalesce_delay(key, previous, status, decision, urgent=contribution is not None)
         if delay > 0:
             # An in-progress change (Pending/Starting/Running, counts) waits briefly so quick successions of
             # them cost one status write; terminal phases, restarts and plugin fields are written at once.
             self.queue.add_at(key, time.monotonic() + delay)
         else:
-            await self._write_status(key, body, previous, status, decision.events, facts.framework)
+            await self._write_status(key, body, previous, status, events, facts.framework)
+            if contribution is not None:
+                self.contributions.written(uid, contribution)
 
         if decision.requeue_at is not None:
             delay = max((decision.requeue_at - now).total_seconds(), 0.0)
@@ -408,23 +485,48 @@ class Controller:
         if decision.delete_run:
             await self.kube.delete(c.KIND, namespace, name)
 
-    async def _create_children(self, body: Mapping[str, Any], run: TrainingRun, status: dict[str, Any]) -> None:
+    async def _log_tail(self, namespace: str, pod: str) -> str:
+        """The end of a failed pod's trainer log; empty when it cannot be read (gone, forbidden, no kubelet, slow)."""
+        try:
+            return await asyncio.wait_for(
+                self.kube.pod_log(
+                    namespace,
+                    pod,
+                    c.CONTAINER_NAME,
+                    tail_lines=c.FAILURE_LOG_TAIL_LINES,
+                    limit_bytes=c.FAILURE_LOG_TAIL_BYTES,
+                ),
+                timeout=c.FAILURE_LOG_TAIL_TIMEOUT_SECONDS,
+            )
+        except (ApiError, TimeoutError) as err:
+            # Best effort: a failure is recorded without its log rather than not at all.
+            logger.info("no log tail for pod %s/%s: %s", namespace, pod, err)
+            return ""
+
+    async def _create_children(
+        self, body: Mapping[str, Any], run: TrainingRun, status: dict[str, Any], resume: bool = False
+    ) -> None:
         uid = body["metadata"]["uid"]
         attempt = int(status.get("restarts") or 0)
         extra_env: list[dict[str, Any]] = []
+        build: dict[str, Any] = {}
         for plugin in self.plugins:
             prepared = await plugin.prepare(run, status)
             extra_env += prepared.env
             status |= prepared.status
+            build |= prepared.build
         ctx = BuildContext(
+            **build,
             restart_attempt=attempt,
+            resuming=resume,
             extra_env=tuple(extra_env),
             # A restart's replicas resolve the newest checkpoint from the store themselves (RUNYARD_RESUME_FROM is
             # the run's directory): the old replicas' sidecars upload their last checkpoint while they stop, after
             # any status this reconcile could read.
             resume_from=None,
+            avoid_nodes=tuple(status.get("avoidNodes") or ()),
         )
-        if str(run.spec.framework) == "mpi":
+        if frameworks.of(run.spec).needs_ssh_keys:
             ctx = replace(ctx, ssh_secret_name=await self._ssh_secret(run, ctx, status))
         created = self.cache.created.setdefault(uid, set())
         known_jobs = {j.name for j in self.cache.jobs.get(uid, {}).values()}
@@ -442,11 +544,11 @@ class Controller:
             self.on_child_event("Job", "ADDED", result or job)
 
     async def _ssh_secret(self, run: TrainingRun, ctx: BuildContext, status: dict[str, Any]) -> str:
-        """The run's MPI SSH Secret: the one recorded in status, or a new one with a server-generated name."""
+        """The run's SSH Secret: the one recorded in status, or a new one with a server-generated name."""
         if status.get("sshSecret"):
             return str(status["sshSecret"])
         private, public = self._ssh_keygen() if self._ssh_keygen else (None, None)
-        secret = build_mpi_ssh_secret(run, replace(ctx, ssh_private_key=private, ssh_public_key=public))
+        secret = build_ssh_secret(run, replace(ctx, ssh_private_key=private, ssh_public_key=public))
         answer = await self._create(secret, decode=True)  # the server picked the name: read it from the answer
         status["sshSecret"] = answer["metadata"]["name"]
         return str(status["sshSecret"])
@@ -519,7 +621,10 @@ class Controller:
             self.kube.list_items("Pod", namespace, label_selector=selector),
         )
         self.cache.jobs[uid] = {j["metadata"]["name"]: summarize_job(j) for j in raw_jobs}
+        for pod_uid in self.cache.pods.get(uid, {}):
+            self.cache.pod_runs.pop(pod_uid, None)
         self.cache.pods[uid] = {p["metadata"]["uid"]: summarize_pod(p) for p in raw_pods}
+        self.cache.pod_runs.update(dict.fromkeys(self.cache.pods[uid], uid))
         return self._children(uid, namespace)
 
     async def _refusals(
@@ -546,7 +651,7 @@ class Controller:
         if why:
             return lc.REASON_NAMESPACE_REFUSED, why
         problems = []
-        for role in run.spec.roles():
+        for role in frameworks.roles_of(run.spec):
             template = build_pod_template(run, role, BuildContext())
             problems += [p for p in adm.pod_violations(template, self.pod_policy) if p not in problems]
         if problems:
@@ -563,9 +668,14 @@ class Controller:
         return labels
 
     def _coalesce_delay(
-        self, key: RunKey, previous: Mapping[str, Any], status: Mapping[str, Any], decision: lc.Decision
+        self,
+        key: RunKey,
+        previous: Mapping[str, Any],
+        status: Mapping[str, Any],
+        decision: lc.Decision,
+        urgent: bool = False,
     ) -> float:
-        if self.coalesce_seconds <= 0:
+        if self.coalesce_seconds <= 0 or urgent:
             return 0.0
         patch = status_patch(previous, status)
         if status.get("restarts") == int(previous.get("restarts") or 0):

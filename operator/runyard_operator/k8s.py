@@ -10,7 +10,7 @@ import secrets
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from kubernetes_asyncio import config as kconfig
 
 from runyard import constants as c
 from runyard_operator import metrics
+from runyard_operator.timestamps import format_time
 
 logger = logging.getLogger(__name__)
 
@@ -34,11 +35,14 @@ _KINDS: dict[str, tuple[str, str]] = {
     "EndpointSlice": ("/apis/discovery.k8s.io/v1", "endpointslices"),
     "Lease": ("/apis/coordination.k8s.io/v1", "leases"),
     "Namespace": ("/api/v1", "namespaces"),
+    "TokenReview": ("/apis/authentication.k8s.io/v1", "tokenreviews"),
     c.KIND: (f"/apis/{c.API_VERSION}", c.PLURAL),
 }
 REQUEST_TIMEOUT = 60.0  # seconds for one call, as kopf's own requests (settings.networking.request_timeout)
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
+LOG_ACCEPT = "application/json, */*"  # pods/log: plain text, or a JSON Status when refused (client-go's header)
+LOG_CHUNK_BYTES = 64 * 1024  # read size of a streamed log
 
 
 class ApiError(Exception):
@@ -149,10 +153,75 @@ class Kube:
         the request itself skips its generic model layer, which walked every body twice in Python and was a
         sixth of the operator's CPU under a burst (bench/RESULTS.md).
         """
+        raw = await self._send(verb, kind, namespace, name, body, sub, query, content_type, "application/json")
+        if not decode or not raw:
+            return {}
+        result = json.loads(raw)
+        return result if isinstance(result, dict) else {}
+
+    async def pod_log(
+        self, namespace: str, name: str, container: str, *, tail_lines: int = 50, limit_bytes: int = 16384
+    ) -> str:
+        """The end of one container's log (`pods/log`): the last `tail_lines` lines, at most `limit_bytes`."""
+        query = {"container": container, "tailLines": str(tail_lines), "limitBytes": str(limit_bytes)}
+        # The API server answers `Accept: text/plain` with 406 (found on the real node): the log comes back as plain
+        # text under `*/*`, a refusal as a JSON Status, as kubectl asks for it.
+        raw = await self._send("GET", "Pod", namespace, name, None, "log", query, "application/json", LOG_ACCEPT)
+        return raw.decode(errors="replace")
+
+    async def stream_pod_log(
+        self, namespace: str, name: str, container: str, sink: Callable[[bytes], object], *, timeout: float
+    ) -> int:
+        """One container's whole log (`pods/log`), handed to `sink` chunk by chunk as it arrives; returns its size.
+
+        Unbounded on purpose: the caller keeps what it wants of it (the log archive keeps a head and a tail), so no
+        log is ever held whole here. `timeout` bounds the whole read; past it ApiError is raised, after every chunk
+        read so far was handed over.
+        """
+        await self._bucket.take()
+        metrics.API_REQUESTS.labels("get", "pods/log").inc()
+        headers = {"Accept": LOG_ACCEPT}  # not text/plain alone: the API server answers that with 406
+        await self._api.update_params_for_auth(headers, [], ["BearerToken"])
+        url = f"{self._host}{_path('Pod', namespace, name, 'log')}?{urllib.parse.urlencode({'container': container})}"
+        rest = self._api.rest_client
+        extra: dict[str, Any] = {}
+        if rest.proxy:
+            extra["proxy"] = rest.proxy
+        if rest.server_hostname:
+            extra["server_hostname"] = rest.server_hostname
+        size = 0
+        try:
+            async with rest.pool_manager.request(
+                "GET", url, headers=headers, timeout=aiohttp.ClientTimeout(total=max(timeout, 0.001)), **extra
+            ) as resp:
+                if resp.status >= 400:
+                    metrics.API_ERRORS.labels("get", "pods/log", str(resp.status)).inc()
+                    raise _api_error(resp.status, await resp.read())
+                async for chunk in resp.content.iter_chunked(LOG_CHUNK_BYTES):
+                    size += len(chunk)
+                    sink(chunk)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            metrics.API_ERRORS.labels("get", "pods/log", "0").inc()
+            message = f"timed out after {timeout:.0f}s" if isinstance(exc, TimeoutError) else str(exc)
+            raise ApiError(0, type(exc).__name__, message or "connection failed") from None
+        return size
+
+    async def _send(
+        self,
+        verb: str,
+        kind: str,
+        namespace: str | None,
+        name: str | None,
+        body: Any,
+        sub: str | None,
+        query: Mapping[str, str] | None,
+        content_type: str,
+        accept: str,
+    ) -> bytes:
         await self._bucket.take()
         resource = _KINDS[kind][1] + (f"/{sub}" if sub else "")
         metrics.API_REQUESTS.labels(verb.lower(), resource).inc()
-        headers = {"Content-Type": content_type, "Accept": "application/json"}
+        headers = {"Content-Type": content_type, "Accept": accept}
         await self._api.update_params_for_auth(headers, [], ["BearerToken"])
         url = self._host + _path(kind, namespace, name, sub)
         if query:
@@ -176,10 +245,7 @@ class Kube:
         if status >= 400:
             metrics.API_ERRORS.labels(verb.lower(), resource, str(status)).inc()
             raise _api_error(status, raw)
-        if not decode or not raw:
-            return {}
-        result = json.loads(raw)
-        return result if isinstance(result, dict) else {}
+        return bytes(raw)
 
     # --- children ------------------------------------------------------------------------------------
 
@@ -187,6 +253,20 @@ class Kube:
         meta = obj["metadata"]
         query = {"fieldManager": c.FIELD_MANAGER} | ({"dryRun": "All"} if dry_run else {})
         return await self.request("POST", obj["kind"], meta.get("namespace"), body=obj, query=query, decode=decode)
+
+    async def review_token(self, token: str, audience: str) -> dict[str, Any]:
+        """The API server's verdict on a bearer token for `audience` (TokenReview status: authenticated, user, error).
+
+        The token travels only in this request's body; it is never logged (errors carry the API's Status only).
+        """
+        body = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenReview",
+            "metadata": {},
+            "spec": {"token": token, "audiences": [audience]},
+        }
+        result = await self.request("POST", "TokenReview", None, body=body)
+        return dict(result.get("status") or {})
 
     async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
         return await self.request("GET", kind, namespace, name)
@@ -226,7 +306,7 @@ class Kube:
 
     async def post_event(self, involved: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         meta = involved["metadata"]
-        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        now = datetime.now(UTC)
         event = {
             "apiVersion": "v1",
             "kind": "Event",
@@ -245,9 +325,9 @@ class Kube:
             "source": {"component": c.FIELD_MANAGER},
             "reportingComponent": c.FIELD_MANAGER,
             "reportingInstance": os.environ.get("HOSTNAME", c.FIELD_MANAGER),
-            "firstTimestamp": now[:19] + "Z",
-            "lastTimestamp": now[:19] + "Z",
-            "eventTime": now,
+            "firstTimestamp": format_time(now),
+            "lastTimestamp": format_time(now),
+            "eventTime": format_time(now, "us"),
             "action": reason,
             "count": 1,
         }

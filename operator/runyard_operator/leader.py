@@ -10,22 +10,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from runyard_operator.k8s import ApiError, Kube
+from runyard_operator.timestamps import format_time, parse_time
 
 logger = logging.getLogger(__name__)
-
-
-def _micro(t: datetime) -> str:
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _parse(value: Any) -> datetime | None:
-    if not value:
-        return None
-    text = str(value).replace("Z", "+00:00")
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        return None
 
 
 def lease_is_free(spec: dict[str, Any], me: str, now: datetime) -> bool:
@@ -33,7 +20,7 @@ def lease_is_free(spec: dict[str, Any], me: str, now: datetime) -> bool:
     holder = spec.get("holderIdentity")
     if not holder or holder == me:
         return True
-    renewed = _parse(spec.get("renewTime")) or _parse(spec.get("acquireTime"))
+    renewed = parse_time(spec.get("renewTime")) or parse_time(spec.get("acquireTime"))
     duration = int(spec.get("leaseDurationSeconds") or 0)
     return renewed is None or now > renewed + timedelta(seconds=duration)
 
@@ -71,8 +58,8 @@ class LeaderElector:
                 "spec": {
                     "holderIdentity": self.identity,
                     "leaseDurationSeconds": int(self.duration),
-                    "acquireTime": _micro(now),
-                    "renewTime": _micro(now),
+                    "acquireTime": format_time(now, "us"),
+                    "renewTime": format_time(now, "us"),
                     "leaseTransitions": 0,
                 },
             }
@@ -88,8 +75,12 @@ class LeaderElector:
             return False
         if spec.get("holderIdentity") != self.identity:
             spec["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + 1
-            spec["acquireTime"] = _micro(now)
-        spec |= {"holderIdentity": self.identity, "leaseDurationSeconds": int(self.duration), "renewTime": _micro(now)}
+            spec["acquireTime"] = format_time(now, "us")
+        spec |= {
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": int(self.duration),
+            "renewTime": format_time(now, "us"),
+        }
         lease["spec"] = spec
         try:
             # PUT with the read resourceVersion: two candidates cannot both win (the loser gets 409).

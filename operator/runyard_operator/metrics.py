@@ -66,6 +66,12 @@ LEADER = Gauge(
 )
 LEADER.set(1)
 QUEUE_DEPTH = Gauge("runyard_workqueue_depth", "TrainingRuns waiting for a reconcile.", registry=REGISTRY)
+PROGRESS_REPORTS = Counter(
+    "runyard_progress_reports_total",
+    "Progress reports received from ranks, by outcome (accepted, unauthenticated, not_owned, invalid, stale).",
+    ["outcome"],
+    registry=REGISTRY,
+)
 
 
 class RunsByPhase(Collector):
@@ -88,8 +94,17 @@ class RunsByPhase(Collector):
         yield family
 
 
+_COLLECTORS: dict[type[Collector], Collector] = {}
+
+
 def register_collector(collector: Collector) -> None:
-    REGISTRY.register(collector)
+    """Register `collector` in place of an earlier one of its class (several Controllers in one process: tests)."""
+    earlier = _COLLECTORS.pop(type(collector), None)
+    if earlier is not None and earlier is not collector:
+        REGISTRY.unregister(earlier)
+    if earlier is not collector:
+        REGISTRY.register(collector)
+    _COLLECTORS[type(collector)] = collector
 
 
 class HealthServer:

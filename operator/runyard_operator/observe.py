@@ -49,6 +49,8 @@ class JobView:
     owned: bool = True  # controlled by the run it is labelled for (owner reference UID), not only labelled so
     created: str = ""
     namespace: str = ""
+    # Its replicas ended while it was suspended (runPolicy.suspend, a Kueue eviction): stopped, not failed or done.
+    stopped: bool = False
 
     @property
     def recorded_failure(self) -> tuple[int | None, str, str]:
@@ -116,6 +118,7 @@ def summarize_job(body: Mapping[str, Any]) -> JobView:
     labels = _labels(body)
     conditions = {cond.get("type"): cond for cond in status.get("conditions") or [] if cond.get("status") == "True"}
     failed = conditions.get("Failed") or conditions.get("FailureTarget") or {}
+    complete = "Complete" in conditions or "SuccessCriteriaMet" in conditions
     return JobView(
         name=meta.get("name", ""),
         uid=meta.get("uid", ""),
@@ -128,7 +131,7 @@ def summarize_job(body: Mapping[str, Any]) -> JobView:
         succeeded=_int(status.get("succeeded")),
         failed=_int(status.get("failed")),
         # SuccessCriteriaMet/FailureTarget arrive before Complete/Failed (the Job controller first cleans up pods).
-        complete="Complete" in conditions or "SuccessCriteriaMet" in conditions,
+        complete=complete,
         failed_condition=bool(failed),
         failure_reason=str(failed.get("reason", "")),
         failure_message=str(failed.get("message", "")),
@@ -136,7 +139,29 @@ def summarize_job(body: Mapping[str, Any]) -> JobView:
         owned=any(o.get("uid") == labels.get(c.LABEL_RUN_UID) for o in meta.get("ownerReferences") or []),
         created=str(meta.get("creationTimestamp") or ""),
         namespace=str(meta.get("namespace") or ""),
+        stopped=_stopped(
+            bool(spec.get("suspend")), conditions, bool(failed) or complete, _int(status.get("succeeded"))
+        ),
     )
+
+
+def _stopped(suspended: bool, conditions: Mapping[str, Mapping[str, Any]], finished: bool, succeeded: int) -> bool:
+    """Whether a suspended Job's replicas ended because of the suspension (the Job's own conditions say when).
+
+    Suspending a Job deletes its pods; a trainer stopped that way exits non-zero (SIGTERM, or torchrun's 1), which
+    the podFailurePolicy turns into a Failed Job, and one that exits 0 completes its index. Either way the Job cannot
+    resume: it ended after (or in the second of) its Suspended condition, so it is replaced, not counted as a failure.
+    """
+    since = conditions.get("Suspended")
+    if not suspended or since is None or not (finished or succeeded):
+        return False
+    ended = [
+        str(conditions[t].get("lastTransitionTime") or "")
+        for t in ("Failed", "FailureTarget", "Complete", "SuccessCriteriaMet")
+        if t in conditions
+    ]
+    # RFC 3339 UTC times of one clock compare as strings; a Job with only a succeeded count ended while suspended.
+    return not ended or min(ended) >= str(since.get("lastTransitionTime") or "")
 
 
 # torchrun (the PyTorch launch) exits 1 whatever killed its worker, and ends its output with a summary of the first

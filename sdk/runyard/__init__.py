@@ -27,6 +27,8 @@ if _TYPE_CHECKING:
     from runyard.api import Phase, TrainingRun
     from runyard.client import Client, LogLine, Replica, RunEvent, WatchEvent
     from runyard.local import LocalRunResult, run_local
+    from runyard.progress import report_progress, set_total_steps
+    from runyard.stopping import on_stop, should_stop
     from runyard.tracking.logger import MetricLogger, log_metrics
 
 _LAZY_EXPORTS = {
@@ -41,6 +43,10 @@ _LAZY_EXPORTS = {
     "Phase": "runyard.api",
     "MetricLogger": "runyard.tracking.logger",
     "log_metrics": "runyard.tracking.logger",
+    "report_progress": "runyard.progress",
+    "set_total_steps": "runyard.progress",
+    "on_stop": "runyard.stopping",
+    "should_stop": "runyard.stopping",
 }
 
 
@@ -76,5 +82,9 @@ __all__ = [
     "__version__",
     "context",
     "log_metrics",
+    "on_stop",
+    "report_progress",
     "run_local",
+    "set_total_steps",
+    "should_stop",
 ]

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
-    from runyard.api import TrainingRun
+    from runyard.api import FailureInfo, TrainingRun, TrainingRunStatus
     from runyard.client import Client
 
 EXIT_OK = 0
@@ -297,6 +297,28 @@ def _created(run: TrainingRun) -> str | None:
     return str(value) if value else None
 
 
+def _progress(run: TrainingRun) -> str:
+    progress = run.status.progress if run.status else None
+    return (progress.summary or str(progress.step)) if progress else "-"
+
+
+def _eta(run: TrainingRun) -> str:
+    """Time left, counted from now to status.progress.eta (not the operator's `remaining`, which was as of a report)."""
+    from datetime import UTC, datetime
+
+    status = run.status
+    progress = status.progress if status else None
+    if not progress or not status or (status.phase and status.phase.value in ("Succeeded", "Failed")):
+        return "-"
+    if progress.eta is None:
+        return progress.remaining or "-"
+    try:
+        eta = datetime.fromisoformat(progress.eta.replace("Z", "+00:00"))
+    except ValueError:
+        return "-"
+    return _duration((eta - datetime.now(UTC)).total_seconds())
+
+
 def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}%"
 
@@ -307,11 +329,13 @@ def _row(run: TrainingRun, wide: bool) -> list[str]:
     ready = f"{status.ready_replicas or 0}/{status.total_replicas}" if status and status.total_replicas else "-"
     row = [
         run.metadata.name or "-",
-        run.spec.framework.value,
+        run.spec.framework,
         phase,
         ready,
         str(status.restarts or 0) if status else "0",
         str(status.gpus) if status and status.gpus is not None else "-",
+        _progress(run),
+        _eta(run),
         _age(_created(run)),
     ]
     if wide:
@@ -327,7 +351,7 @@ def _row(run: TrainingRun, wide: bool) -> list[str]:
     return row
 
 
-HEADERS = ["NAME", "FRAMEWORK", "PHASE", "READY", "RESTARTS", "GPUS", "AGE"]
+HEADERS = ["NAME", "FRAMEWORK", "PHASE", "READY", "RESTARTS", "GPUS", "PROGRESS", "ETA", "AGE"]
 WIDE_HEADERS = [*HEADERS, "NAMESPACE", "NODES", "GPU-UTIL", "TRACKING", "MESSAGE"]
 
 
@@ -553,6 +577,81 @@ def list_(
     _print_runs(runs, output)
 
 
+def _progress_lines(run: TrainingRun) -> list[str]:
+    """status.progress as `describe` prints it: how far, how fast, when done, and which ranks went silent."""
+    progress = run.status.progress if run.status else None
+    if progress is None:
+        return []
+    lines = [f"Step:       {progress.summary or progress.step}"]
+    if progress.steps_per_second is not None:
+        lines.append(f"Rate:       {progress.steps_per_second:g} steps/s")
+    if progress.eta is not None:
+        lines.append(f"ETA:        {progress.eta} ({_eta(run)} from now)")
+    reported = f"{progress.last_report_time or '-'} from {progress.reporting_ranks or 0} ranks"
+    lines.append(f"Reported:   {reported} (attempt {progress.attempt or 0})")
+    for silent in progress.silent_ranks or []:
+        lines.append(
+            f"Silent:     rank {silent.rank} ({silent.pod} on {silent.node or '-'}), last report "
+            f"{silent.last_report_time or '-'}"
+        )
+    return lines
+
+
+def _failure_lines(failure: FailureInfo) -> list[str]:
+    """`status.failure` as one block: category, where (replica, rank, pod, node), how (exit code, reason, message),
+    then the log tail indented; `describe` prints it, and `wait` before its error line when the run failed."""
+    where = failure.role
+    if failure.role is not None and failure.index is not None:
+        where = f"{failure.role}-{failure.index}"
+    if where and failure.rank is not None:
+        where += f" (rank {failure.rank})"
+    message = failure.message
+    tail = (failure.log_tail or "").splitlines()
+    if message and tail and message.rstrip().splitlines()[-1:] == tail[-1:]:
+        # A termination message that falls back to the log (or torchrun's summary over it) ends as the tail does:
+        # its first line is the news, the rest is below.
+        first = message.splitlines()[0]
+        message = f"{first} (...)" if len(message.splitlines()) > 1 else first
+    fields: list[tuple[str, str | None]] = [
+        ("Category", failure.category.value if failure.category else None),
+        ("Replica", where),
+        ("Pod", failure.pod),
+        ("Node", failure.node),
+        ("Container", failure.container),
+        ("Exit code", None if failure.exit_code is None else str(failure.exit_code)),
+        ("Reason", failure.reason),
+        ("Message", message),
+    ]
+    lines = ["Failure:"]
+    for key, detail in fields:
+        if detail:
+            first, *rest = detail.splitlines() or [""]
+            lines.append(f"  {key + ':':<11} {first}")
+            lines += [f"  {'':<11} {line}" for line in rest]
+    if tail:
+        lines.append(f"  Log tail (last {len(tail)} lines of {failure.pod or 'the replica'}):")
+        lines += [f"    {line}" for line in tail]
+    return lines
+
+
+def _checkpoint_lines(status: TrainingRunStatus) -> list[str]:
+    """The newest checkpoint, what the current replicas resumed from, and a stop waiting to resume."""
+    lines: list[str] = []
+    last = status.last_checkpoint
+    if last:
+        step = f"step {last.step}" if last.step is not None else "no step in its name"
+        digest = f", sha256 {last.sha256[:12]}" if last.sha256 else ""
+        lines.append(f"last:     {step} ({last.time or '?'}{digest}) {last.uri}")
+    resumed = status.resumed_from
+    if resumed:
+        step = f"step {resumed.step}" if resumed.step is not None else "the newest checkpoint in the store"
+        lines.append(f"resumed:  from {step} (attempt {resumed.attempt}, {resumed.time or '?'})")
+    stopped = status.stopped
+    if stopped:
+        lines.append(f"stopped:  {stopped.reason} at {stopped.time or '?'}; the replicas resume when the run does")
+    return lines
+
+
 @app.command()
 def describe(
     ctx: typer.Context,
@@ -564,6 +663,8 @@ def describe(
     """Status, conditions, failure, tracker link, GPU summary, artifacts and events of a TrainingRun."""
     from rich.table import Table
 
+    from runyard import frameworks
+
     client = _client(ctx, kubeconfig, context, namespace)
     run = client.get(name)
     events = client.events(name)
@@ -574,9 +675,9 @@ def describe(
     fields: list[tuple[str, str]] = [
         ("Name", run.name),
         ("Namespace", run.metadata.namespace or "-"),
-        ("Framework", spec.framework.value),
+        ("Framework", spec.framework),
         ("Image", spec.image),
-        ("Replicas", ", ".join(f"{role}={spec.replicas[role].replicas}" for role in spec.roles())),
+        ("Replicas", ", ".join(f"{role}={spec.replicas[role].replicas}" for role in frameworks.roles_of(spec))),
         ("Created", _created(run) or "-"),
     ]
     if status:
@@ -594,20 +695,22 @@ def describe(
             fields.append(("Scheduling", status.scheduling_message))
     for key, value in fields:
         console.print(f"[bold]{key + ':':<12}[/bold] {value}")
+    progress = status.progress if status else None
+    if progress:
+        console.print("[bold]Progress:[/bold]")
+        for line in _progress_lines(run):
+            console.print(f"  {line}", markup=False, highlight=False)
+    checkpoint_lines = _checkpoint_lines(status) if status else []
+    if checkpoint_lines:
+        console.print("[bold]Checkpoint:[/bold]")
+        for line in checkpoint_lines:
+            console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
     if status and status.failure:
-        f = status.failure
-        console.print("[bold]Failure:[/bold]")
-        failure_fields: list[tuple[str, str | None]] = [
-            ("Replica", f"{f.role}-{f.index}" if f.role is not None else None),
-            ("Pod", f.pod),
-            ("Container", f.container),
-            ("Exit code", None if f.exit_code is None else str(f.exit_code)),
-            ("Reason", f.reason),
-            ("Message", f.message),
-        ]
-        for key, detail in failure_fields:
-            if detail:
-                console.print(f"  {key + ':':<11} {detail}")
+        header, *block = _failure_lines(status.failure)
+        console.print(f"[bold]{header}[/bold]")
+        for line in block:
+            # Messages and logs are the program's text: no markup, no wrapping of long log lines.
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
     tracking = status.tracking if status else None
     console.print("[bold]Tracking:[/bold]")
     if tracking and (tracking.url or tracking.mlflow or tracking.ids):
@@ -666,15 +769,26 @@ def logs(
         typer.Option("--rank", min=0, help="Only this replica (ordinal over all roles; node index for pytorch)."),
     ] = None,
     role: Annotated[str | None, typer.Option("--role", help="Only this role (with --rank: its index).")] = None,
+    attempt: Annotated[
+        int | None,
+        typer.Option("--attempt", min=0, help="This gang-restart attempt (0: the first): its pods, else its archive."),
+    ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option("--store", help="Artifact store whose log archive to read when the run itself is deleted (TTL)."),
+    ] = None,
     kubeconfig: KubeconfigOption = None,
     context: ContextOption = None,
     namespace: NamespaceOption = None,
 ) -> None:
-    """Print the logs of a run's replicas, each line prefixed with its replica (role-index)."""
+    """Print the logs of a run's replicas, each line prefixed with its replica (role-index).
+
+    Replicas whose pods are gone are read from the run's log archive (s3:// artifact stores), after a notice line.
+    """
     client = _client(ctx, kubeconfig, context, namespace)
     printed = False
     try:
-        for line in client.logs(name, rank, role=role, follow=follow):
+        for line in client.logs(name, rank, role=role, follow=follow, attempt=attempt, store=store):
             printed = True
             typer.echo(f"runyard: {line}" if line.notice else str(line), err=line.notice)
     except KeyboardInterrupt:
@@ -696,24 +810,30 @@ def _wait(client: Client, name: str, for_: str, timeout: float | None) -> Traini
         restarts = f", {s.restarts} restarts" if s and s.restarts else ""
         return f"{name}: {phase}{ready}{restarts}"
 
-    if sys.stdout.isatty():
-        console = _console()
-        with console.status(f"waiting for {name} to be {for_}") as spinner:
+    try:
+        if sys.stdout.isatty():
+            console = _console()
+            with console.status(f"waiting for {name} to be {for_}") as spinner:
+
+                def on_change(run: TrainingRun) -> None:
+                    elapsed = _duration(time.monotonic() - started)
+                    spinner.update(f"{describe_progress(run)} (waiting for {for_}, {elapsed})")
+
+                run = client.wait(name, for_, timeout=timeout, callback=on_change)
+        else:
 
             def on_change(run: TrainingRun) -> None:
-                elapsed = _duration(time.monotonic() - started)
-                spinner.update(f"{describe_progress(run)} (waiting for {for_}, {elapsed})")
+                text = describe_progress(run)
+                if not last or last[-1] != text:
+                    last.append(text)
+                    typer.echo(text, err=True)
 
             run = client.wait(name, for_, timeout=timeout, callback=on_change)
-    else:
-
-        def on_change(run: TrainingRun) -> None:
-            text = describe_progress(run)
-            if not last or last[-1] != text:
-                last.append(text)
-                typer.echo(text, err=True)
-
-        run = client.wait(name, for_, timeout=timeout, callback=on_change)
+    except RunFailedError as err:
+        # What failed, where and its last log lines as one block; the `error:` line and exit code 1 follow as usual.
+        if err.failure is not None:
+            typer.echo("\n".join(_failure_lines(err.failure)), err=True)
+        raise
     phase = run.status.phase.value if run.status and run.status.phase else "?"
     typer.echo(f"trainingrun.runyard.dev/{name} {phase} after {_duration(time.monotonic() - started)}")
     return run
@@ -757,7 +877,7 @@ def _top_table(runs: list[TrainingRun]) -> Table:
     table = Table(box=None, header_style="bold")
     for header in ("NAME", "NAMESPACE", "FRAMEWORK", "PHASE", "READY", "GPUS", "UTIL AVG", "UTIL PEAK", "PEAK MEM"):
         table.add_column(header)
-    for header in ("GPU-H", "IDLE GPU-H", "ENERGY", "AGE"):
+    for header in ("PROGRESS", "ETA", "GPU-H", "IDLE GPU-H", "ENERGY", "AGE"):
         table.add_column(header, justify="right")
     colours = {"Running": "green", "Succeeded": "blue", "Failed": "red", "Restarting": "yellow"}
     for run in runs:
@@ -767,13 +887,15 @@ def _top_table(runs: list[TrainingRun]) -> Table:
         table.add_row(
             run.metadata.name or "-",
             run.metadata.namespace or "-",
-            run.spec.framework.value,
+            run.spec.framework,
             f"[{colours.get(phase, 'white')}]{phase}[/]",
             f"{s.ready_replicas or 0}/{s.total_replicas}" if s and s.total_replicas else "-",
             str(s.gpus or 0) if s else "0",
             _pct(gpu.avg_utilization if gpu else None),
             _pct(gpu.peak_utilization if gpu else None),
             f"{gpu.peak_memory_bytes / 2**30:.1f}Gi" if gpu and gpu.peak_memory_bytes else "-",
+            _progress(run),
+            _eta(run),
             f"{gpu.gpu_hours:.2f}" if gpu and gpu.gpu_hours is not None else "-",
             f"{gpu.idle_gpu_hours:.2f}" if gpu and gpu.idle_gpu_hours is not None else "-",
             f"{gpu.energy_kwh:.3f}kWh" if gpu and gpu.energy_kwh is not None else "-",
@@ -795,7 +917,7 @@ def top(
     context: ContextOption = None,
     namespace: NamespaceOption = None,
 ) -> None:
-    """A live table of runs: phase, GPUs and utilisation (from status.gpu). Ctrl-C exits."""
+    """A live table of runs: phase, GPUs, utilisation (status.gpu), progress and ETA (status.progress). Ctrl-C exits."""
     import time
 
     from rich.live import Live

@@ -20,7 +20,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from runyard import constants as c
-from runyard.api import ROLE_ORDER, Phase, TrainingRun
+from runyard import frameworks
+from runyard.api import Phase, TrainingRun
+from runyard.artifacts import logs as lg
+from runyard.artifacts.store import LOGS_DIR, StoreURI, is_rank_name, rank_name
 from runyard.exceptions import (
     AlreadyExistsError,
     ApiError,
@@ -833,7 +836,7 @@ class Client:
     @staticmethod
     def _ranks(run: TrainingRun) -> builtins.list[tuple[str, int]]:
         """(role, index) of every replica in canonical order; `--rank N` is the N-th of them."""
-        return [(role, i) for role in run.spec.roles() for i in range(run.spec.replicas[role].replicas)]
+        return [(role, i) for role in frameworks.roles_of(run.spec) for i in range(run.spec.replicas[role].replicas)]
 
     @staticmethod
     def _select(pods: builtins.list[_Pod], wanted: set[tuple[str, int]] | None) -> builtins.list[_Pod]:
@@ -841,7 +844,7 @@ class Client:
             return []
         latest = max(p.attempt for p in pods)
         chosen = [p for p in pods if p.attempt == latest and (wanted is None or (p.role, p.index) in wanted)]
-        order = {role: i for i, role in enumerate(ROLE_ORDER)}
+        order = {role: i for i, role in enumerate(frameworks.all_roles())}
         # A replaced pod (same index, same attempt) sorts after the one it replaced.
         return sorted(chosen, key=lambda p: (order.get(p.role, 99), p.index, p.created or datetime.min))
 
@@ -852,7 +855,7 @@ class Client:
         if role is not None:
             if role not in run.spec.replicas:
                 raise ValidationFailedError(
-                    f"run {run.name} has no role {role!r}; roles: {', '.join(run.spec.roles())}"
+                    f"run {run.name} has no role {role!r}; roles: {', '.join(frameworks.roles_of(run.spec))}"
                 )
             ranks = [r for r in ranks if r[0] == role]
             if rank is not None:
@@ -872,6 +875,8 @@ class Client:
         follow: bool = False,
         namespace: str | None = None,
         poll_interval: float = 1.0,
+        attempt: int | None = None,
+        store: str | None = None,
     ) -> Iterator[LogLine]:
         """Log lines of the run's replicas (those of the newest gang-restart attempt), each with its `[role-index]`.
 
@@ -881,34 +886,187 @@ class Client:
         ended. Replicas whose logs cannot be read (not started, or a node without a kubelet such as kwok's fake
         nodes, where the API server answers pods/log with an error) give one `notice` line instead of failing.
 
+        A replica whose pod is gone (cleanPodPolicy, TTL, deleted Jobs, an earlier attempt) is read from the log
+        archive the operator wrote to the run's artifact store (`status.artifacts.logs`, s3:// stores), after a
+        `notice` line naming the archived file. s3:// archives are read with boto3 and this process's AWS
+        environment (`AWS_ENDPOINT_URL` wins over the run's `spec.artifacts.s3.endpoint`), file:// ones from the
+        local disk; pvc:// stores hold no archive.
+
         Args:
             name: the run's name.
             rank: replica ordinal over all roles in canonical order (pytorch/jax/generic: the node index);
                 with `role`, the index within that role.
             role: only this role's replicas.
-            follow: stream until the run ends.
+            follow: stream until the run ends (a finished run, or an earlier attempt, is read once).
             namespace: default the client's.
             poll_interval: how often (seconds) `follow` looks for new pods.
+            attempt: this gang-restart attempt (0 is the first) instead of the newest: its pods if they still
+                exist, else its archive.
+            store: the artifact store (as in `spec.artifacts.store`) whose archive to read when the run itself is
+                gone (ttlSecondsAfterFinished deleted it).
 
         Yields:
             LogLine per line; `str(line)` is `[role-index] text`.
 
         Raises:
-            NotFoundError: no such run.
-            ValidationFailedError: `rank` or `role` does not exist in the run.
+            NotFoundError: no such run (and, with `store`, no archive of it there).
+            ValidationFailedError: `rank`, `role` or `attempt` does not exist in the run.
             ApiError: listing pods failed.
 
         Example:
             >>> for line in client.logs("pytorch-ddp", follow=True):  # doctest: +SKIP
             ...     print(line)
+            >>> for line in client.logs("pytorch-ddp", attempt=0):  # doctest: +SKIP
+            ...     print(line)  # the first attempt's lines, from its archive once its pods are gone
         """
-        run = self.get(name, namespace=namespace)
+        try:
+            run = self.get(name, namespace=namespace)
+        except NotFoundError:
+            if store is None:
+                raise
+            yield from self._archived_logs_of_deleted_run(name, store, rank, role, attempt)
+            return
         wanted = self._wanted(run, rank, role)
-        if follow:
+        current = (run.status.restarts if run.status else None) or 0
+        if attempt is not None and attempt > current:
+            raise ValidationFailedError(f"run {name} has attempts 0..{current}, not {attempt}")
+        pods = self._pods(name, namespace)
+        target = lg.select_attempt(attempt, current, {p.attempt for p in pods})
+        live = self._select([p for p in pods if p.attempt == target], wanted)
+        finished = _phase(run) in TERMINAL_PHASES and _status_is_current(run)
+        if follow and target == current and not finished:
             yield from self._follow(name, namespace, wanted, poll_interval)
             return
-        for pod in self._select(self._pods(name, namespace), wanted):
-            yield from self._read_log(pod, namespace)
+        # A finished run, or an earlier attempt, has nothing more to say: read once (live pods, then the archive).
+        gone = target < current or finished  # the attempt's pods existed once: missing ones are gone, not pending
+        yield from self._logs_of_attempt(run, namespace, target, live, wanted, gone, attempt is not None, store)
+
+    def _logs_of_attempt(
+        self,
+        run: TrainingRun,
+        namespace: str | None,
+        attempt: int,
+        live: builtins.list[_Pod],
+        wanted: set[tuple[str, int]] | None,
+        gone: bool,
+        asked: bool,
+        store: str | None,
+    ) -> Iterator[LogLine]:
+        """One attempt's logs: live pods as they are, and the ranks whose pod is gone from the archive, rank order.
+
+        When the attempt's pods are `gone` and nothing was archived, a notice per rank says why, if the attempt was
+        `asked` for by number or the run has an archive status; a run without a store otherwise yields nothing, as
+        before archives existed.
+        """
+        ranks = [r for r in self._ranks(run) if wanted is None or r in wanted]
+        logs = run.status.artifacts.logs if run.status and run.status.artifacts else None
+        archived = attempt in ((logs.attempts if logs else None) or [])
+        from_archive = lg.archive_ranks(ranks, {(p.role, p.index) for p in live}, archived)
+        order = {r: i for i, r in enumerate(self._ranks(run))}
+        sources: builtins.list[tuple[int, int, _Pod | tuple[str, int]]] = [
+            (order.get((p.role, p.index), len(order)), i, p) for i, p in enumerate(live)
+        ]
+        sources += [(order[r], len(live) + i, r) for i, r in enumerate(from_archive)]
+        archive: lg.LogArchive | None = None
+        entries: dict[str, lg.RankLog] | None = None
+        if from_archive:
+            try:
+                archive = self._log_archive(run, store)
+                entries = {e.rank: e for e in archive.index(attempt) or ()}
+            except lg.LogArchiveError as exc:
+                for role, index in from_archive:
+                    yield LogLine(role, index, "", f"cannot read the log archive: {exc}", attempt, notice=True)
+                sources = [s for s in sources if isinstance(s[2], _Pod)]
+        for _, _, source in sorted(sources, key=lambda s: s[:2]):
+            if isinstance(source, _Pod):
+                yield from self._read_log(source, namespace)
+            elif archive is not None:
+                yield from self._read_archived(archive, attempt, *source, entries)
+        if not sources and gone and not archived and (asked or logs is not None):
+            # Pods gone and no archive: say why, rather than "no pods (yet)" for an attempt that once had pods.
+            has_store = bool(run.spec.artifacts.store or (run.status and run.status.artifacts))
+            why = (logs.message if logs else None) or (
+                "its logs were not archived" if has_store else "the run has no artifact store to archive them to"
+            )
+            for role, index in ranks:
+                yield LogLine(role, index, "", f"no logs of attempt {attempt}: its pods are gone; {why}", attempt, True)
+
+    def _log_archive(self, run: TrainingRun, store: str | None) -> lg.LogArchive:
+        """The run's log archive, reached the way this process reaches the store (its AWS environment)."""
+        artifacts = run.status.artifacts if run.status else None
+        run_uri = (artifacts.store_uri if artifacts else None) or (
+            StoreURI.parse(store).run(run.name).uri() if store else None
+        )
+        if not run_uri:
+            raise lg.LogArchiveError(f"run {run.name} names no artifact store")
+        s3 = run.spec.artifacts.s3
+        # The spec's endpoint is the one pods use; a user reaching the store elsewhere sets AWS_ENDPOINT_URL.
+        own = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        endpoint = None if own else (s3.endpoint if s3 else None)
+        return lg.LogArchive(run_uri, endpoint=endpoint, region=s3.region if s3 else None)
+
+    @staticmethod
+    def _read_archived(
+        archive: lg.LogArchive, attempt: int, role: str, index: int, entries: Mapping[str, lg.RankLog] | None
+    ) -> Iterator[LogLine]:
+        rank = rank_name(role, index)
+        entry = (entries or {}).get(rank)
+        pod = entry.pod if entry else ""
+        path = lg.log_path(attempt, rank)
+
+        def notice(text: str) -> LogLine:
+            return LogLine(role, index, pod, text, attempt, notice=True)
+
+        if entry is not None and not entry.archived:
+            yield notice(f"no archived log of attempt {attempt}: {entry.error}")
+            return
+        try:
+            data = archive.read(path)
+        except lg.LogArchiveError as exc:
+            yield notice(f"cannot read the log archive: {exc}")
+            return
+        if data is None:
+            yield notice(f"no archived log of attempt {attempt} at {archive.uri(path)}")
+            return
+        yield notice(f"pod gone: attempt {attempt}'s log from the archive {archive.uri(path)}")
+        if entry is not None and entry.error:
+            yield notice(f"archived log incomplete: {entry.error}")
+        for line in data.decode(errors="replace").splitlines():
+            yield LogLine(role, index, pod, line, attempt)
+
+    def _archived_logs_of_deleted_run(
+        self, name: str, store: str, rank: int | None, role: str | None, attempt: int | None
+    ) -> Iterator[LogLine]:
+        """The archive of a run that no longer exists, found under `store` by the run's name."""
+        try:
+            archive = lg.LogArchive(StoreURI.parse(store).run(name).uri())
+            attempts = archive.attempts()
+        except (ValueError, lg.LogArchiveError) as exc:
+            raise NotFoundError(f"run {name} not found, and its log archive cannot be read: {exc}") from None
+        if not attempts:
+            raise NotFoundError(f"run {name} not found, and {archive.uri(LOGS_DIR)} holds no log archive")
+        target = attempts[-1] if attempt is None else attempt
+        if target not in attempts:
+            raise ValidationFailedError(
+                f"run {name}: attempt {target} is not archived; archived: {', '.join(map(str, attempts))}"
+            )
+        try:
+            entries = {e.rank: e for e in archive.index(target) or ()}
+        except lg.LogArchiveError as exc:
+            raise NotFoundError(f"run {name} not found, and its log archive cannot be read: {exc}") from None
+        order = {r: i for i, r in enumerate(frameworks.all_roles())}
+        ranks = sorted(
+            ((r.rsplit("-", 1)[0], int(r.rsplit("-", 1)[1])) for r in entries if is_rank_name(r)),
+            key=lambda r: (order.get(r[0], len(order)), r[1]),
+        )
+        if role is not None:
+            ranks = [r for r in ranks if r[0] == role and (rank is None or r[1] == rank)]
+        elif rank is not None:
+            ranks = ranks[rank : rank + 1]
+        if not ranks:
+            raise ValidationFailedError(f"run {name}: no such replica in the archive of attempt {target}")
+        for r in ranks:
+            yield from self._read_archived(archive, target, *r, entries)
 
     def _read_log(self, pod: _Pod, namespace: str | None) -> Iterator[LogLine]:
         try:

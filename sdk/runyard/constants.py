@@ -36,6 +36,8 @@ ANNOTATION_GIT_BRANCH: Final = f"{GROUP}/git-branch"
 ANNOTATION_GIT_REPO: Final = f"{GROUP}/git-repo"
 # Set by the batch/v1 Job controller on every pod of an Indexed Job.
 ANNOTATION_JOB_COMPLETION_INDEX: Final = "batch.kubernetes.io/job-completion-index"
+# The kubelet's node name label: gang restarts avoid faulty nodes by it (status.avoidNodes).
+LABEL_HOSTNAME: Final = "kubernetes.io/hostname"
 
 # --- Roles ------------------------------------------------------------------------------------------
 ROLE_NODE: Final = "node"
@@ -61,6 +63,21 @@ ENV_NODE_NAME: Final = "RUNYARD_NODE_NAME"
 ENV_TENSORBOARD_DIR: Final = "RUNYARD_TENSORBOARD_DIR"
 ENV_NUM_REPLICAS: Final = "RUNYARD_NUM_REPLICAS"
 ENV_RUN_COORDINATOR: Final = "RUNYARD_COORDINATOR_ADDRESS"
+
+# Progress reports: ranks POST {step, total} to the operator, authenticated by a projected ServiceAccount token whose
+# audience is PROGRESS_AUDIENCE (the operator checks it with a TokenReview and maps the pod to its run).
+ENV_PROGRESS_URL: Final = "RUNYARD_PROGRESS_URL"
+ENV_PROGRESS_TOKEN_FILE: Final = "RUNYARD_PROGRESS_TOKEN_FILE"
+ENV_PROGRESS_INTERVAL: Final = "RUNYARD_PROGRESS_INTERVAL"
+PROGRESS_AUDIENCE: Final = f"{GROUP}/progress"
+PROGRESS_PATH: Final = "/v1/progress"
+PROGRESS_VOLUME: Final = "runyard-progress-token"
+PROGRESS_TOKEN_DIR: Final = "/var/run/secrets/runyard.dev/progress"
+PROGRESS_TOKEN_FILE: Final = "token"
+PROGRESS_TOKEN_SECONDS: Final = 3600  # the kubelet renews a projected token at 80 % of its life
+PROGRESS_REPORT_SECONDS: Final = 10.0  # a rank sends at most one report per this many seconds
+PROGRESS_WRITE_SECONDS: Final = 30.0
+MAX_SILENT_RANKS: Final = 16  # status.progress.silentRanks lists at most this many (the lowest ranks)  # the operator writes status.progress at most once per run per this long
 
 # Artifact store settings: the operator passes its cluster-wide defaults to the builders under these names.
 ENV_ARTIFACT_STORE: Final = "RUNYARD_ARTIFACT_STORE"
@@ -124,6 +141,12 @@ DEFAULT_ARTIFACT_SYNC_INTERVAL: Final = 30
 ARTIFACT_SYNC_CONTAINER: Final = "artifact-sync"
 # Pod grace period when the sync sidecar runs: covers its final pass after the trainer exits or the pod is deleted.
 DEFAULT_ARTIFACT_SYNC_GRACE_SECONDS: Final = 120
+# Log archive (docs/artifacts.md): what the operator keeps of each rank's log when an attempt ends, and how long the
+# whole archive of one attempt may take (a reconcile waits for it, since the pods go right after).
+DEFAULT_LOG_ARCHIVE_MAX_BYTES: Final = 8 * 2**20
+DEFAULT_LOG_ARCHIVE_TIMEOUT_SECONDS: Final = 60
+# Ranks read at once: bounds the operator's memory to this many times the per-rank limit.
+LOG_ARCHIVE_CONCURRENCY: Final = 4
 # Whole-gang restarts allowed before a run fails (Kubeflow's per-pod backoffLimit has no gang meaning).
 DEFAULT_BACKOFF_LIMIT: Final = 3
 # How long a replica may stay unable to start (image pull error, invalid container config) before the run fails.
@@ -137,6 +160,14 @@ POD_CONDITION_DISRUPTION: Final = "DisruptionTarget"
 # Failure reasons a gang restart retries whatever the exit code: infrastructure, not the program. `Unknown` is a
 # failure whose cause nothing recorded (its pod is gone); `JobDeleted` a child Job someone deleted mid-run.
 DEFAULT_RETRY_REASONS: Final = ("Evicted", "Preempted", "NodeLost", "Disrupted", "Unknown", "JobDeleted")
+# Failure triage (docs/operator.md): the end of the failed rank's log the operator reads once, when it records the
+# failure, into status.failure.logTail; bounded so a failure costs one small read and a few KB of status.
+FAILURE_LOG_TAIL_LINES: Final = 20
+FAILURE_LOG_TAIL_BYTES: Final = 4096
+# A node that does not answer pods/log (kwok, a node gone) must not hold the reconcile that records the failure.
+FAILURE_LOG_TAIL_TIMEOUT_SECONDS: Final = 5.0
+# Nodes a run's gang restarts avoid after a GPU or node fault there (status.avoidNodes, oldest dropped first).
+MAX_AVOID_NODES: Final = 8
 DEFAULT_BACKOFF_SECONDS: Final = 10
 # Bound on how long the MPI launcher's init container waits for every worker's sshd.
 DEFAULT_MPI_WAIT_SECONDS: Final = 300
@@ -209,6 +240,7 @@ ENV_WANDB_BASE_URL: Final = "WANDB_BASE_URL"
 ENV_WANDB_X_LABEL: Final = "WANDB_X_LABEL"
 ENV_WANDB_X_PRIMARY: Final = "WANDB_X_PRIMARY"
 ENV_WANDB_X_UPDATE_FINISH_STATE: Final = "WANDB_X_UPDATE_FINISH_STATE"
+ENV_WANDB_API_KEY: Final = "WANDB_API_KEY"
 
 ENV_COMET_EXPERIMENT_KEY: Final = "COMET_EXPERIMENT_KEY"
 ENV_COMET_START_MODE: Final = "COMET_START_MODE"
@@ -216,20 +248,25 @@ ENV_COMET_PROJECT_NAME: Final = "COMET_PROJECT_NAME"
 ENV_COMET_EXPERIMENT_NAME: Final = "COMET_START_EXPERIMENT_NAME"
 ENV_COMET_NODE_IDENTIFIER: Final = "COMET_DISTRIBUTED_NODE_IDENTIFIER"
 ENV_COMET_OFFLINE_DIRECTORY: Final = "COMET_OFFLINE_DIRECTORY"
+ENV_COMET_API_KEY: Final = "COMET_API_KEY"
 
 ENV_CLEARML_TASK_ID: Final = "CLEARML_TASK_ID"
 ENV_CLEARML_MULTI_NODE_SINGLE_TASK: Final = "CLEARML_MULTI_NODE_SINGLE_TASK"
 ENV_CLEARML_NODE_ID: Final = "CLEARML_NODE_ID"
+ENV_CLEARML_API_ACCESS_KEY: Final = "CLEARML_API_ACCESS_KEY"
+ENV_CLEARML_API_SECRET_KEY: Final = "CLEARML_API_SECRET_KEY"
 
 ENV_POLYAXON_RUN_INSTANCE: Final = "POLYAXON_RUN_INSTANCE"
 ENV_POLYAXON_COLLECT_RESOURCES: Final = "POLYAXON_COLLECT_RESOURCES"
 ENV_POLYAXON_K8S_NODE_NAME: Final = "POLYAXON_K8S_NODE_NAME"
 ENV_POLYAXON_K8S_NAMESPACE: Final = "POLYAXON_K8S_NAMESPACE"
 ENV_POLYAXON_K8S_POD_ID: Final = "POLYAXON_K8S_POD_ID"
+ENV_POLYAXON_AUTH_TOKEN: Final = "POLYAXON_AUTH_TOKEN"
 
 ENV_NEPTUNE_CUSTOM_RUN_ID: Final = "NEPTUNE_CUSTOM_RUN_ID"
 ENV_NEPTUNE_PROJECT: Final = "NEPTUNE_PROJECT"
 ENV_NEPTUNE_MONITORING_NAMESPACE: Final = "NEPTUNE_MONITORING_NAMESPACE"
+ENV_NEPTUNE_API_TOKEN: Final = "NEPTUNE_API_TOKEN"
 
 ENV_VH_OUTPUTS_DIR: Final = "VH_OUTPUTS_DIR"
 

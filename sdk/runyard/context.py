@@ -8,21 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runyard import constants as c
+from runyard import trackers
 
 # Rank variables in order of preference: the launcher's per-process value beats Runyard's per-pod one.
 _RANK_VARS = ("RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", c.ENV_JAX_PROCESS_ID, c.ENV_GLOBAL_RANK)
 _LOCAL_RANK_VARS = ("LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID")
 _WORLD_VARS = ("WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", c.ENV_JAX_NUM_PROCESSES, c.ENV_NUM_REPLICAS)
 _LOCAL_WORLD_VARS = ("LOCAL_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_SIZE")
-# tracker name -> env variable holding this run's id in it
-_TRACKER_ID_VARS = {
-    "mlflow": c.ENV_MLFLOW_RUN_ID,
-    "wandb": c.ENV_WANDB_RUN_ID,
-    "comet": c.ENV_COMET_EXPERIMENT_KEY,
-    "clearml": c.ENV_CLEARML_TASK_ID,
-    "polyaxon": c.ENV_POLYAXON_RUN_INSTANCE,
-    "neptune": c.ENV_NEPTUNE_CUSTOM_RUN_ID,
-}
 
 
 def _first_int(env: Mapping[str, str], names: tuple[str, ...]) -> int | None:
@@ -67,6 +59,22 @@ class RunContext:
     @property
     def in_runyard(self) -> bool:
         return self.run_name is not None
+
+    def set_total_steps(self, total: int) -> None:
+        """The number of steps this run will take: status then shows a percentage and an ETA (see runyard.progress)."""
+        from runyard.progress import set_total_steps
+
+        set_total_steps(total)
+
+    def should_stop(self) -> bool:
+        """True once the pod got SIGTERM (suspend, preemption, deletion, deadline): save a checkpoint and leave.
+
+        The first call makes SIGTERM set this flag instead of ending the process (see runyard.stopping); the pod has
+        `runPolicy.stopGracePeriodSeconds` before it is killed.
+        """
+        from runyard.stopping import should_stop
+
+        return should_stop()
 
     def resume_from_path(self, dest_dir: Path | None = None) -> Path | None:
         """The newest complete checkpoint to resume from, downloaded first when it lives in an object store.
@@ -113,22 +121,24 @@ def read_context(env: Mapping[str, str]) -> RunContext:
         tensorboard_dir=tensorboard,
         resume_from=env.get(c.ENV_RESUME_FROM) or None,
         trackers=tuple(t for t in env.get(c.ENV_TRACKERS, "").split(",") if t),
-        tracker_ids={name: env[var] for name, var in _TRACKER_ID_VARS.items() if env.get(var)},
+        tracker_ids=_tracker_ids(env),
     )
+
+
+def _tracker_ids(env: Mapping[str, str]) -> dict[str, str]:
+    """Tracker name -> this run's id in it, for every tracker whose id variable is set."""
+    return {p.name: env[p.id_env] for p in trackers.all() if p.id_env and env.get(p.id_env)}
 
 
 def apply_process_env(ctx: RunContext, env: MutableMapping[str, str]) -> None:
     """Per-process tracker settings a pod template cannot express; mutates `env` (os.environ by default).
 
-    W&B shared mode: pods start as secondaries and the process with global rank 0 on the primary replica becomes
-    the primary. Several processes per pod: the TensorBoard directory gets a per-local-rank sub-directory.
+    Each tracker profile makes its own (see `TrackerProfile.process_env`), e.g. W&B shared mode: pods start as
+    secondaries and the process with global rank 0 on the primary replica becomes the primary; several processes
+    per pod: the TensorBoard directory gets a per-local-rank sub-directory.
     """
-    primary_label = env.get(c.ENV_WANDB_PRIMARY_LABEL)
-    if primary_label and ctx.rank == 0 and ctx.rank_label == primary_label:
-        env[c.ENV_WANDB_X_PRIMARY] = "true"
-        env[c.ENV_WANDB_X_UPDATE_FINISH_STATE] = "true"
-    if ctx.tensorboard_dir is not None:
-        env[c.ENV_TENSORBOARD_DIR] = str(ctx.tensorboard_dir)
+    for profile in trackers.all():
+        profile.process_env(ctx, env)
 
 
 def context(apply_env: bool = True) -> RunContext:

@@ -151,6 +151,18 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     },
     {"name": "GPUs", "type": "integer", "jsonPath": ".status.gpus", "description": "GPUs allocated."},
     {"name": "Restarts", "type": "integer", "jsonPath": ".status.restarts", "description": "Gang restarts."},
+    {
+        "name": "Progress",
+        "type": "string",
+        "jsonPath": ".status.progress.summary",
+        "description": "Steps reached of the total, from the ranks' progress reports.",
+    },
+    {
+        "name": "ETA",
+        "type": "string",
+        "jsonPath": ".status.progress.remaining",
+        "description": "Time left at the recent rate, as of the last report.",
+    },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     {
         "name": "Tracking",

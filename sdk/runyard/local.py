@@ -1,21 +1,15 @@
 """Local runs: a TrainingRun's replicas as processes on this machine, with the same env contract as in the cluster.
 
 Each replica gets `build_env(run, role, index, LocalAddressing(base_port))` (integer indices, distinct ports on
-127.0.0.1) plus the tracking env, and starts as:
-
-| framework  | processes                                                                                      |
-|------------|------------------------------------------------------------------------------------------------|
-| pytorch    | one process per node, launched as in a pod (`runyard.builders.launch`): `python X` runs as       |
-|            | `python -m torch.distributed.run X`, which takes its flags from the PET_* env                    |
-| tensorflow | one process per (role, index) with its TF_CONFIG                                                |
-| jax        | one process per node with JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID           |
-| mpi        | the launcher only: `mpirun` reads a localhost hostfile written for the run (workers only run    |
-|            | sshd in the cluster, so locally mpirun starts the ranks itself)                                 |
-| generic    | one plain process per node                                                                      |
+127.0.0.1) plus the tracking env. Which processes start and how is the framework profile's decision
+(`runyard.frameworks`), the same one the pods follow: e.g. PyTorch's `python X` runs as
+`python -m torch.distributed.run X`; an MPI run starts only its launcher, whose `mpirun` reads a localhost hostfile
+(in the cluster the workers only run sshd). `$(VAR)` references in the env and the command are expanded exactly as
+the kubelet expands them.
 
 Gang semantics as in the operator: the first replica that exits non-zero fails the run and the others are
-terminated; the run succeeds when the framework's success role finished (pytorch/jax/generic: every node;
-tensorflow: the chief, else the workers; mpi: the launcher), after which leftovers (parameter servers) are stopped.
+terminated; the run succeeds when the profile's success roles finished, after which leftovers (parameter servers)
+are stopped.
 Each run gets `<state_dir>/runs/<name>-<timestamp>/` with `logs/<role>-<index>.log` and
 `artifacts/<role>-<index>/` (the replica's RUNYARD_ARTIFACT_DIR, the seam for artifact collection).
 """
@@ -40,8 +34,10 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 from runyard import constants as c
-from runyard.api import Framework, MPIImplementation, Tracker, TrainingRun
+from runyard import frameworks, trackers
+from runyard.api import TrainingRun
 from runyard.exceptions import LocalRunError, ValidationFailedError
+from runyard.trackers.mlflow import MLflow
 
 if TYPE_CHECKING:
     from runyard.artifacts.local import ArtifactsSummary
@@ -57,7 +53,6 @@ __all__ = [
     "run_local",
 ]
 
-MPIRUN_NAMES = frozenset({"mpirun", "mpiexec", "orterun"})
 TORCHRUN_NAMES = frozenset({"torchrun"})
 # Seconds a replica gets between SIGTERM and SIGKILL, and that non-success roles get to exit on their own.
 TERMINATE_GRACE = 5.0
@@ -127,16 +122,6 @@ class LocalRunResult:
     newest_checkpoint: str | None = None
 
 
-def _success_roles(run: TrainingRun) -> tuple[str, ...]:
-    # The operator's rule (runyard_operator.controller.run_facts): these roles' completion is the run's success.
-    spec = run.spec
-    if spec.framework is Framework.TENSORFLOW:
-        return (c.ROLE_CHIEF,) if c.ROLE_CHIEF in spec.replicas else (c.ROLE_WORKER,)
-    if spec.framework is Framework.MPI:
-        return (c.ROLE_LAUNCHER,)
-    return (c.ROLE_NODE,)
-
-
 def _command(run: TrainingRun, role: str) -> list[str]:
     spec = run.spec
     replica = spec.replicas[role]
@@ -150,11 +135,11 @@ def _command(run: TrainingRun, role: str) -> list[str]:
 
 
 def _python_argv(argv: list[str], python: str) -> list[str]:
-    """The cluster's launch (`runyard.builders.launch`), with this interpreter for `python` and `torchrun`.
+    """The launched argv with this interpreter for `python` and `torchrun` (so ranks use the venv running Runyard).
 
     torchrun reads its flags from the PET_* env exactly as in a pod, so local and cluster ranks start alike.
     """
-    from runyard.builders.launch import is_python
+    from runyard.frameworks.base import is_python
 
     if Path(argv[0]).name in TORCHRUN_NAMES:
         return [python, "-m", "torch.distributed.run", *argv[1:]]
@@ -163,24 +148,24 @@ def _python_argv(argv: list[str], python: str) -> list[str]:
     return argv
 
 
-def _mpi_argv(argv: list[str]) -> list[str]:
-    if Path(argv[0]).name not in MPIRUN_NAMES:
-        return argv
-    # Root needs OpenMPI's explicit consent; a laptop has fewer cores than a cluster has slots.
-    extra = ["--allow-run-as-root", "--oversubscribe"] if os.geteuid() == 0 else ["--oversubscribe"]
-    return [argv[0], *[e for e in extra if e not in argv], *argv[1:]]
+def _env_values(
+    entries: list[dict[str, Any]],
+    overrides: Mapping[str, str],
+    warned: set[str],
+    warn: Callable[[str], None],
+) -> dict[str, str]:
+    """The literal env of a local process: `overrides` replace values in place, then `$(VAR)` expands as in a pod."""
+    from runyard.builders.expansion import expand_env
 
-
-def _env_values(entries: list[dict[str, Any]], warned: set[str], warn: Callable[[str], None]) -> dict[str, str]:
-    env: dict[str, str] = {}
+    literal: list[dict[str, Any]] = []
     for entry in entries:
         if "value" in entry:
-            env[entry["name"]] = str(entry["value"])
+            literal.append({"name": entry["name"], "value": overrides.get(entry["name"], entry["value"])})
         elif entry["name"] not in warned:
             # Secrets, ConfigMaps and pod fields exist only in the cluster; the variable stays unset locally.
             warned.add(entry["name"])
             warn(f"env {entry['name']}: valueFrom is not available in local runs; left unset")
-    return env
+    return expand_env(literal)
 
 
 def plan_local(
@@ -210,63 +195,32 @@ def plan_local(
     Raises:
         LocalRunError: the spec cannot run locally (no command, python without a script...).
     """
-    from runyard.builders import BuildContext, LocalAddressing, build_env, build_hostfile, resolve_nproc_per_node
-    from runyard.builders.launch import launch_argv
+    from runyard.builders import BuildContext, LocalAddressing, build_env
+    from runyard.builders.expansion import expand_argv
 
-    spec = run.spec
     addressing = LocalAddressing(base_port)
-    framework = spec.framework
+    profile = frameworks.of(run.spec)
     tracking_env = dict(tracking.env) if tracking else {}
-    nproc = resolve_nproc_per_node(spec) if framework is Framework.PYTORCH else 1
-    total_processes = 0
-    replicas: list[tuple[str, int, int]] = []
-    for role in spec.roles():
-        if framework is Framework.MPI and role != c.ROLE_LAUNCHER:
-            continue  # mpirun starts the ranks; in the cluster the workers only run sshd
-        for index in range(spec.replicas[role].replicas):
-            rank = index * (nproc or 1) if framework is Framework.PYTORCH else len(replicas)
-            replicas.append((role, index, rank))
-            total_processes += nproc or 1
-    hostfile = run_dir / "hostfile"
-    if framework is Framework.MPI:
-        workers = spec.replicas[c.ROLE_WORKER].replicas if c.ROLE_WORKER in spec.replicas else 1
-        total_processes = workers * (spec.mpi.slots_per_worker if spec.mpi else 1)
-        hostfile.parent.mkdir(parents=True, exist_ok=True)
-        hostfile.write_text(build_hostfile(run, addressing))
+    profile.prepare_local(run, run_dir, addressing)
     # Every replica shares the machine's cores; without a cap each framework starts one thread per core.
-    threads = str(max(1, (os.cpu_count() or 1) // max(1, total_processes)))
+    threads = str(max(1, (os.cpu_count() or 1) // max(1, profile.local_process_count(run.spec))))
     processes = []
     warned: set[str] = set()
-    for role, index, rank in replicas:
+    for replica in profile.local_replicas(run.spec):
+        role, index, rank = replica.role, replica.index, replica.rank
         extra = {**tracking_env, **(tracking.rank_env(role, index, rank) if tracking else {})}
         ctx = BuildContext(extra_env=tuple({"name": k, "value": v} for k, v in extra.items()), resume_from=resume_from)
-        env = _env_values(build_env(run, role, index, addressing, ctx), warned, warn)
         artifact_dir = run_dir / "artifacts" / f"{role}-{index}"
-        env[c.ENV_ARTIFACT_DIR] = str(artifact_dir)
-        if c.ENV_TENSORBOARD_DIR in env and not tracking:
-            env[c.ENV_TENSORBOARD_DIR] = str(artifact_dir / "tensorboard")
+        overrides = {c.ENV_ARTIFACT_DIR: str(artifact_dir)}
+        if not tracking:
+            overrides.update(trackers.base_env(run, str(artifact_dir)))
+        env = _env_values(build_env(run, role, index, addressing, ctx), overrides, warned, warn)
         env.setdefault("OMP_NUM_THREADS", threads)
-        argv = _python_argv(launch_argv(framework, _command(run, role)), python)
-        if framework is Framework.MPI:
-            argv = _mpi_argv(argv)
-            env.pop(c.ENV_OMPI_RSH_ARGS, None)  # ssh options point at the cluster's key; local ranks need no ssh
-            env.pop(c.ENV_I_MPI_BOOTSTRAP_ARGS, None)
-            env.pop(c.ENV_HYDRA_LAUNCH_ARGS, None)
-            implementation = spec.mpi.implementation if spec.mpi else MPIImplementation.OPENMPI
-            key = {
-                MPIImplementation.OPENMPI: c.ENV_OMPI_DEFAULT_HOSTFILE,
-                MPIImplementation.INTEL: c.ENV_I_MPI_HOST_FILE,
-                MPIImplementation.MPICH: c.ENV_HYDRA_HOST_FILE,
-            }[implementation]
-            env[key] = str(hostfile)
-            if implementation is MPIImplementation.OPENMPI:
-                # For commands that wrap mpirun (`bash -c "mpirun ..."`), where no flags can be added.
-                env["OMPI_MCA_rmaps_base_oversubscribe"] = "1"
-                if os.geteuid() == 0:
-                    env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
-                    env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
-            env.pop(c.ENV_NVIDIA_VISIBLE_DEVICES, None)  # the local launcher's ranks may use this machine's GPUs
-            env.pop(c.ENV_NVIDIA_DRIVER_CAPABILITIES, None)
+        profile.local_env(run, env, run_dir)
+        # Like the kubelet: command and args see the container's env, never the host's.
+        argv = _python_argv(
+            profile.local_argv(run, role, expand_argv(_command(run, role), env), run_dir, addressing), python
+        )
         processes.append(LocalProcess(role, index, rank, argv, env))
     return processes
 
@@ -284,10 +238,9 @@ def _ports(run: TrainingRun, base_port: int) -> list[int]:
     from runyard.builders import LocalAddressing
 
     addressing = LocalAddressing(base_port)
-    default = run.spec.default_port()
-    return [
-        addressing.port(role, i, default) for role in run.spec.roles() for i in range(run.spec.replicas[role].replicas)
-    ]
+    default = frameworks.port_of(run.spec)
+    roles = frameworks.roles_of(run.spec)
+    return [addressing.port(role, i, default) for role in roles for i in range(run.spec.replicas[role].replicas)]
 
 
 def choose_base_port(run: TrainingRun, attempts: int = 50) -> int:
@@ -326,7 +279,7 @@ def _wants_tracking(run: TrainingRun, tracking_uri: str | None) -> bool:
     tracking = run.spec.tracking
     if tracking is None:
         return tracking_uri is not None
-    return not tracking.trackers or Tracker.MLFLOW in tracking.trackers or tracking_uri is not None
+    return not tracking.trackers or MLflow.name in tracking.trackers or tracking_uri is not None
 
 
 def _start_tracking(
@@ -452,13 +405,14 @@ def run_local(
     port = base_port if base_port is not None else choose_base_port(run)
     resume = str(Path(resume_from).resolve()) if resume_from else None
     plan = plan_local(run, base_port=port, run_dir=run_dir, tracking=tracker, resume_from=resume, warn=notice)
-    for needed in {p.argv[0] for p in plan}:
-        if shutil.which(needed) is None and not Path(needed).exists():
-            raise LocalRunError(f"{needed} not found: it is needed to run {run.spec.framework.value} locally")
     bin_dir = str(Path(sys.executable).parent)
     base_env = {**os.environ, **(env or {})}
-    # Commands that call `python` through a launcher (mpirun) must find this interpreter first.
+    # Commands that call `python` through a launcher (mpirun) must find this interpreter first, and launchers installed
+    # beside it (deepspeed, mpirun wrappers) are found as the replicas will find them.
     base_env["PATH"] = os.pathsep.join([bin_dir, base_env.get("PATH", "")])
+    for needed in {p.argv[0] for p in plan}:
+        if shutil.which(needed, path=base_env["PATH"]) is None and not Path(needed).exists():
+            raise LocalRunError(f"{needed} not found: it is needed to run {run.spec.framework} locally")
 
     procs: list[subprocess.Popen[bytes]] = []
     pumps: list[threading.Thread] = []
@@ -469,7 +423,7 @@ def run_local(
     interrupted = False
     succeeded = False
     stopped: set[int] = set()
-    success_roles = _success_roles(run)
+    success_roles = frameworks.of(run.spec).success_roles(run.spec)
     try:
         for process in plan:
             (run_dir / "artifacts" / process.label).mkdir(parents=True, exist_ok=True)
@@ -533,7 +487,7 @@ def run_local(
     exit_code = 0 if succeeded else (130 if interrupted else 1)
     result = LocalRunResult(
         name=run.name,
-        framework=run.spec.framework.value,
+        framework=run.spec.framework,
         succeeded=succeeded,
         exit_code=exit_code,
         duration_seconds=duration,

@@ -13,7 +13,7 @@ import yaml
 from pydantic import ValidationError
 
 from runyard import constants as c
-from runyard.api.rules import IMMUTABLE_FIELDS, SPEC_RULES, name_rules
+from runyard.api.rules import IMMUTABLE_FIELDS, name_rules, spec_rules
 from runyard.api.v1alpha1 import DNS_1035_PATTERN, TrainingRun
 
 
@@ -227,7 +227,7 @@ def validate_manifest(obj: dict[str, Any]) -> list[Problem]:
         run = TrainingRun.model_validate(obj)
     except ValidationError as exc:
         return problems + _schema_problems(exc)
-    for rule in SPEC_RULES:
+    for rule in spec_rules():
         problems += [Problem(path, rule.message_for(run.spec, path)) for path in rule.check(run.spec)]
     return problems
 

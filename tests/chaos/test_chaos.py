@@ -80,7 +80,35 @@ def settle(runs: Runs, names: list[str], outcome: Outcome, want: str = "Succeede
         if ok:
             outcome.handled += 1
         else:
-            outcome.lost.append(f"{name}: {status and {k: status.get(k) for k in ('phase', 'restarts', 'message')}}")
+            # Enough to tell the product's fault from the scenario's: the last failure and every restart's cause.
+            shown = status and {k: status.get(k) for k in ("phase", "restarts", "message", "failure")}
+            restarts_seen = [e.message for e in runs.events(name) if e.reason == "Restarting"]
+            stuck = "" if status else f"; stuck: {stuck_state(runs, name)}"
+            outcome.lost.append(f"{name}: {shown}; restarts: {restarts_seen}{stuck}")
+
+
+def operator_complaints(operator: OperatorProcess, last: int = 60) -> str:
+    """The operator's last warnings and errors: what it saw while runs stood still."""
+    lines = operator.logs().splitlines()
+    complaints = [line for line in lines if "WARNING" in line or "ERROR" in line][-last:]
+    alive = operator.proc is not None and operator.proc.poll() is None
+    return "\n".join([f"operator alive: {alive}", *complaints, "--- last lines:", *lines[-20:]])
+
+
+def stuck_state(runs: Runs, name: str) -> str:
+    """A run that never ended: where it stands, its Jobs and its pods, so a stall can be told apart from a slow run."""
+    try:
+        status = runs.status(name)
+        jobs = [
+            f"{j.metadata.name}(active={j.status.active}, failed={j.status.failed}, succeeded={j.status.succeeded}, "
+            f"conditions={[(x.type, x.reason) for x in j.status.conditions or []]})"
+            for j in runs.jobs(name)
+        ]
+        pods = [f"{p.metadata.name}:{p.status.phase}:{p.spec.node_name}" for p in runs.pods(name)]
+    except client.ApiException as err:
+        return f"unreadable ({err.status})"
+    run = {k: status.get(k) for k in ("phase", "attempt", "restarts", "message", "observedGeneration")}
+    return f"{run} jobs={jobs} pods={pods}"
 
 
 def assert_one_gang_each(runs: Runs, names: list[str], outcome: Outcome) -> None:
@@ -127,8 +155,11 @@ def test_apiserver_and_etcd_restarts_mid_run(cruns: Runs, chaos_operator: Operat
     localcluster.restart_component("kube-apiserver", pause=2)
     time.sleep(3)
     localcluster.restart_component("etcd", pause=2)
+    # kwok (v0.8.0) drops a pod stage whose status patch failed while etcd was away and never retries it: the pod
+    # would stay Running forever (a kubelet retries its status updates). A restarted kwok replays every pod's stage.
+    localcluster.restart_component("kwok")
     settle(cruns, names, outcome, restarts=1)
-    assert outcome.lost == []
+    assert outcome.lost == [], operator_complaints(chaos_operator)
 
 
 def test_two_operators_at_once(cruns: Runs, chaos_operator: OperatorProcess, cluster: Cluster, tmp_path: Path,

@@ -13,8 +13,8 @@ import pytest
 import yaml
 from kubernetes import client
 
+from tests.cluster.conftest import OperatorProcess
 from tests.conftest import Cluster
-from tests.operator.conftest import OperatorProcess
 from tests.unit.helm.chart import CHART, helm_path
 
 CRD_NAME = "trainingruns.runyard.dev"
@@ -129,7 +129,7 @@ def forbidden_requests(operator: OperatorProcess, allow: tuple[str, ...] = ()) -
 @pytest.fixture(scope="session")
 def helm_bin() -> Path:
     if not helm_path().exists():
-        pytest.skip("helm not built: run `make binaries`")
+        pytest.fail("helm not built: run `make binaries`")
     return helm_path()
 
 

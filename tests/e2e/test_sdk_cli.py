@@ -13,8 +13,8 @@ import pytest
 
 from runyard import Client, NotFoundError, RunFailedError
 from runyard.api import Phase
+from tests.cluster.conftest import OperatorProcess, training_run
 from tests.conftest import ROOT, Cluster
-from tests.operator.conftest import OperatorProcess, training_run
 
 RUNYARD = Path(sys.executable).parent / "runyard"
 

@@ -19,10 +19,18 @@ import pytest
 import yaml
 from kubernetes import client
 
+from runyard.constants import PROGRESS_PATH
 from tests.conftest import ROOT, Cluster, localcluster
 from tests.e2e.conftest import helm_bin  # noqa: F401  (a fixture, re-exported for the chart test here)
 from tests.mlflow_server import run_mlflow_server
-from tests.operator_fixtures import OPERATOR_S3_ENV, OperatorProcess, Runs, session_operator_paused, wait_until
+from tests.operator_fixtures import (
+    OPERATOR_S3_ENV,
+    OperatorProcess,
+    Runs,
+    free_port,
+    session_operator_paused,
+    wait_until,
+)
 from tests.unit.artifacts.s3server import S3Server, run_server
 
 realnode = localcluster.realnode
@@ -40,7 +48,7 @@ ON_REAL_NODE: dict[str, Any] = {
 @pytest.fixture(scope="session")
 def real_node(cluster: Cluster) -> str:
     if not cluster.real_node:
-        pytest.skip("the cluster has no real node: run the tests as root with REAL_NODES=1 (see hack/realnode.py)")
+        pytest.fail("the cluster has no real node: run the tests as root with REAL_NODES=1 (see hack/realnode.py)")
     return realnode.NODE_NAME
 
 
@@ -62,9 +70,16 @@ def real_bucket(s3_real: S3Server) -> str:
     return s3_real.new_bucket()
 
 
-def operator_config(mlflow_uri: str, s3: S3Server, bucket: str) -> dict[str, Any]:
+def operator_config(mlflow_uri: str, s3: S3Server, bucket: str, progress_port: int) -> dict[str, Any]:
     return {
         "tracking": {"mlflow": {"trackingUri": mlflow_uri}},
+        # Pods reach the operator (a host process here) at the bridge gateway, as they reach MLflow and S3.
+        "progress": {
+            "url": f"http://{GATEWAY}:{progress_port}{PROGRESS_PATH}",
+            "port": progress_port,
+            "reportIntervalSeconds": 2,
+            "writeIntervalSeconds": 5,
+        },
         "artifacts": {
             "defaultStore": f"s3://{bucket}/runs",
             "s3": {"endpoint": s3.endpoint, "region": "us-east-1", "credentialsSecret": S3_SECRET},
@@ -85,7 +100,7 @@ def real_operator(
 ) -> Iterator[OperatorProcess]:
     log_dir = tmp_path_factory.mktemp("real-operator")
     path = log_dir / "config.yaml"
-    path.write_text(yaml.safe_dump(operator_config(mlflow_real, s3_real, real_bucket)))
+    path.write_text(yaml.safe_dump(operator_config(mlflow_real, s3_real, real_bucket, free_port())))
     with session_operator_paused():
         proc = OperatorProcess(cluster.kubeconfig, log_dir, extra_args=["--config", str(path)], env=OPERATOR_S3_ENV)
         proc.start()
@@ -120,10 +135,12 @@ def _cli(cluster: Cluster) -> tuple[list[str], dict[str, str]]:
     return [str(Path(sys.executable).parent / "runyard")], {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
 
 
-def runyard_cli(cluster: Cluster, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """The `runyard` CLI as a user runs it, against the local cluster."""
-    exe, env = _cli(cluster)
-    return subprocess.run([*exe, *args], env=env, capture_output=True, text=True, timeout=timeout)
+def runyard_cli(
+    cluster: Cluster, *args: str, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The `runyard` CLI as a user runs it, against the local cluster (with `env` added, e.g. AWS_* for the store)."""
+    exe, base = _cli(cluster)
+    return subprocess.run([*exe, *args], env=base | (env or {}), capture_output=True, text=True, timeout=timeout)
 
 
 def runyard_popen(cluster: Cluster, *args: str) -> subprocess.Popen[str]:

@@ -37,6 +37,8 @@ class Example:
     metrics: tuple[str, ...]
     log_lines: tuple[str, ...]
     artifacts: tuple[str, ...]
+    # status.progress at the end: its percent when the code set a total, else only that a step > 0 was reported.
+    progress: int | None = None
 
 
 EXAMPLES = [
@@ -44,7 +46,8 @@ EXAMPLES = [
         "pytorch-ddp.yaml",
         ("loss", "val_accuracy", "rank_0/loss", "rank_1/loss"),
         ("[node-0] rank 0: epoch 5/5", "[node-1] rank 1: epoch 5/5"),
-        ("node-0/model.pt", "node-0/checkpoints/epoch-5.pt"),
+        ("node-0/model.pt", "node-0/checkpoints/step-000115.pt"),  # 5 epochs of 23 steps per rank
+        progress=100,  # runyard.report_progress(step, total) from every rank
     ),
     Example(
         "mpi-allreduce.yaml",
@@ -61,6 +64,19 @@ EXAMPLES = [
         ("process_0/loss", "process_1/loss"),
         ("[node-0] process 0/2: step 99", "[node-1] process 1/2: step 99"),
         ("node-0/weights-0.json", "node-1/weights-1.json"),
+    ),
+    Example(
+        "xgboost.yaml",
+        ("valid_merror", "valid_mlogloss", "rank_0/round_seconds", "rank_1/round_seconds"),
+        ("[node-0] rank 0: 30 rounds", "[node-1] rank 1: 30 rounds", "matches rank 0"),
+        ("node-0/model.json", "node-0/rank-0.json", "node-1/rank-1.json"),
+    ),
+    Example(
+        "deepspeed.yaml",
+        ("loss", "val_accuracy", "rank_0/loss", "rank_1/loss"),
+        # mpirun on the launcher forwards every rank's output into the launcher's log.
+        ("[launcher-0] rank 0: weights agree across 2 ranks", "[launcher-0] rank 1: weights agree across 2 ranks"),
+        ("worker-0/model.pt",),
     ),
     Example(
         "generic.yaml",
@@ -111,6 +127,12 @@ def test_example_runs_for_real(
             follow.kill()
             follow.wait()
     assert status["phase"] == "Succeeded", f"{status}\n{pod_diagnostics(rruns, name)}"
+
+    if example.progress is not None:
+        # Every rank reported to the operator through its pod-bound token; the end carries the last step.
+        progress = status.get("progress") or {}
+        assert progress.get("percent") == example.progress, status
+        assert progress.get("reportingRanks") == 2 and progress.get("attempt") == 0, progress
 
     metrics = _mlflow_metrics(mlflow_real, status["tracking"]["mlflow"]["runId"])
     assert set(example.metrics) <= set(metrics), f"missing {set(example.metrics) - set(metrics)}: {sorted(metrics)}"

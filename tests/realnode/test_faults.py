@@ -1,5 +1,6 @@
-"""Real faults on the real node: a rank killed mid-training, a container over its memory limit, an image that does
-not exist, and an image that runs as root under the default (restricted) security context."""
+"""Real faults on the real node: a rank killed mid-training (whose logs of both attempts outlive their pods), a
+container over its memory limit, an image that does not exist, and an image that runs as root under the default
+(restricted) security context."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from tests.conftest import Cluster
 from tests.operator_fixtures import Runs, wait_until
 from tests.realnode.conftest import ON_REAL_NODE, apply, load_manifest, pod_diagnostics, runyard_cli, wait_finished
+from tests.unit.artifacts.s3server import S3Server
 
 pytestmark = [
     pytest.mark.slow,
@@ -36,7 +38,7 @@ def generic_run(name: str, namespace: str, command: list[str], **spec: Any) -> d
 
 
 def test_killed_rank_restarts_the_gang_from_the_newest_checkpoint(
-    cluster: Cluster, rruns: Runs, mlflow_real: str
+    cluster: Cluster, rruns: Runs, mlflow_real: str, s3_real: S3Server
 ) -> None:
     manifest = load_manifest("pytorch-ddp.yaml", rruns.namespace)
     manifest["metadata"]["name"] = "ddp-kill"
@@ -62,15 +64,37 @@ def test_killed_rank_restarts_the_gang_from_the_newest_checkpoint(
     logs = runyard_cli(cluster, "logs", "ddp-kill", "-n", rruns.namespace)
     assert "resumed from" in logs.stdout, logs.stdout[-3000:]
 
+    # Logs outlive the pods: every rank's log of both attempts was archived to the run's store, and once the Jobs (and
+    # with them the pods) are deleted `runyard logs` reads the archive, saying so, with the user's AWS environment.
+    assert status["artifacts"]["logs"]["attempts"] == [0, 1], status["artifacts"]
+    assert "message" not in status["artifacts"]["logs"], status["artifacts"]
+    rruns.batch.delete_collection_namespaced_job(
+        rruns.namespace, label_selector="runyard.dev/run-name=ddp-kill", propagation_policy="Foreground"
+    )
+    wait_until(lambda: not rruns.pods("ddp-kill"), timeout=180, what="the run's pods to be deleted")
+    archived = runyard_cli(cluster, "logs", "ddp-kill", "-n", rruns.namespace, env=s3_real.env())
+    assert archived.returncode == 0, archived.stderr
+    for line in ("[node-0] rank 0: epoch 5/5", "[node-1] rank 1: epoch 5/5", "[node-0] rank 0: resumed from"):
+        assert line in archived.stdout, f"archived logs lack {line!r}:\n{archived.stdout[-3000:]}"
+    assert "[node-0] pod gone: attempt 1's log from the archive s3://" in archived.stderr, archived.stderr
+    first = runyard_cli(cluster, "logs", "ddp-kill", "--attempt", "0", "-n", rruns.namespace, env=s3_real.env())
+    assert first.returncode == 0, first.stderr
+    for line in ("[node-1] rank 1: fault drill, SIGKILL at the start of epoch 3", "[node-0] rank 0: epoch 2/5"):
+        assert line in first.stdout, f"attempt 0's archived logs lack {line!r}:\n{first.stdout[-3000:]}"
+    assert "epoch 5/5" not in first.stdout
+
 
 def test_container_over_its_memory_limit_is_oomkilled(cluster: Cluster, rruns: Runs) -> None:
-    hog = "data = b'x' * (512 * 2**20); print(len(data))"
+    hog = "print('allocating 512 MiB', flush=True); data = b'x' * (512 * 2**20); print(len(data))"
     apply(cluster, generic_run("oom", rruns.namespace, ["python", "-c", hog]))
     status = wait_finished(rruns, "oom", timeout=180)
     assert status["phase"] == "Failed", status
     failure = status["failure"]
     assert failure["reason"] == "OOMKilled" and failure["exitCode"] == 137, failure
     assert status["conditions"], status
+    # Triage: the category, where it ran, and the end of its log (read from the real kubelet, once).
+    assert failure["category"] == "OOMKilled" and failure["node"] and failure["rank"] == 0, failure
+    assert "allocating 512 MiB" in failure.get("logTail", ""), failure
 
 
 def test_missing_image_fails_after_the_start_timeout(cluster: Cluster, rruns: Runs) -> None:
@@ -90,6 +114,7 @@ def test_missing_image_fails_after_the_start_timeout(cluster: Cluster, rruns: Ru
     status = wait_finished(rruns, "no-image", timeout=120)
     assert status["phase"] == "Failed", status
     assert status["failure"]["reason"] in ("ErrImagePull", "ImagePullBackOff"), status
+    assert status["failure"]["category"] == "ImagePull" and "logTail" not in status["failure"], status
     assert "startTimeoutSeconds=20" in status["failure"]["message"], status
 
 
@@ -100,5 +125,5 @@ def test_root_image_under_the_default_security_context_names_the_reason(cluster:
     status = wait_finished(rruns, "as-root", timeout=120)
     assert status["phase"] == "Failed", status
     failure = status["failure"]
-    assert failure["reason"] == "CreateContainerConfigError", failure
+    assert failure["reason"] == "CreateContainerConfigError" and failure["category"] == "Config", failure
     assert "runAsNonRoot" in failure["message"] and "root" in failure["message"], failure

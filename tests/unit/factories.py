@@ -110,6 +110,35 @@ SPECS: dict[str, dict[str, Any]] = {
         "serviceAccountName": "trainer",
         "securityContext": {"runAsNonRoot": False, "readOnlyRootFilesystem": True},
     },
+    "xgboost-small": {
+        "framework": "xgboost",
+        "command": ["python", "train.py"],
+        "replicas": {"node": {"replicas": 2, "resources": {"cpu": 1, "memory": "1Gi"}}},
+    },
+    "xgboost-large": {
+        "framework": "xgboost",
+        "command": ["python", "train.py", "--rounds", "500"],
+        "port": 9091,
+        "replicas": {"node": {"replicas": 8, "resources": {"gpus": 1, "cpu": "16", "memory": "64Gi"}}},
+        "tracking": {"experiment": "gbdt"},
+        "artifacts": {"store": "s3://models/xgb", "s3": {"credentialsSecret": "s3-creds"}},
+    },
+    "deepspeed-small": {
+        "framework": "deepspeed",
+        "command": ["deepspeed", "train.py"],
+        "args": ["--deepspeed_config", "ds_config.json"],
+        "replicas": {"launcher": {"replicas": 1}, "worker": {"replicas": 2, "resources": {"cpu": 1}}},
+    },
+    "deepspeed-large": {
+        "framework": "deepspeed",
+        "command": ["deepspeed", "--launcher", "openmpi", "--hostfile=/job/hostfile", "train.py"],
+        "mpi": {"slotsPerWorker": 8, "sshPort": 2022},
+        "replicas": {
+            "launcher": {"replicas": 1, "resources": {"cpu": "2", "memory": "4Gi"}},
+            "worker": {"replicas": 4, "resources": {"gpus": 8, "sharedMemory": "64Gi"}},
+        },
+        "tracking": {"experiment": "llm"},
+    },
 }
 
 

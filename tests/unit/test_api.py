@@ -6,7 +6,9 @@ import pytest
 from pydantic import ValidationError
 
 from runyard import constants as c
-from runyard.api import CleanPodPolicy, Framework, Phase, ReplicaSpec, TrainingRun, TrainingRunSpec
+from runyard import frameworks
+from runyard.api import CleanPodPolicy, FailureCategory, Phase, ReplicaSpec, TrainingRun, TrainingRunSpec
+from runyard.validation import validate_manifest
 from tests.unit.factories import SPECS, make_run, manifest
 
 
@@ -20,13 +22,13 @@ def test_wire_format_is_camel_case_and_sparse() -> None:
 
 
 def test_python_side_is_snake_case_with_defaults() -> None:
-    spec = TrainingRunSpec(framework=Framework.JAX, image="img", replicas={"node": ReplicaSpec(replicas=2)})
+    spec = TrainingRunSpec(framework="jax", image="img", replicas={"node": ReplicaSpec(replicas=2)})
     assert spec.run_policy.backoff_limit == c.DEFAULT_BACKOFF_LIMIT
     assert spec.run_policy.clean_pod_policy is CleanPodPolicy.RUNNING
     assert spec.run_policy.retry_on.exit_codes is None
     assert spec.artifacts.path == c.DEFAULT_ARTIFACT_DIR
-    assert spec.default_port() == c.DEFAULT_JAX_PORT
-    assert spec.roles() == ["node"]
+    assert frameworks.port_of(spec) == c.DEFAULT_JAX_PORT
+    assert frameworks.roles_of(spec) == ["node"]
 
 
 def test_status_is_lenient() -> None:
@@ -55,4 +57,23 @@ def test_spec_is_strict() -> None:
 
 def test_roles_come_out_in_canonical_order() -> None:
     run = make_run("tensorflow-large")
-    assert run.spec.roles() == ["chief", "worker", "ps", "evaluator"]
+    assert frameworks.roles_of(run.spec) == ["chief", "worker", "ps", "evaluator"]
+
+
+@pytest.mark.parametrize(
+    ("categories", "problem"),
+    [
+        (["NodeLost", "GPUError"], None),
+        (["NodeLost", "NodeLost"], "must not repeat NodeLost"),
+        (["Flaky"], "UserCode"),  # the enum's values are listed
+    ],
+)
+def test_retry_categories_are_checked_by_runyard_validate(categories: list[str], problem: str | None) -> None:
+    doc = manifest("r", {**SPECS["generic-small"], "runPolicy": {"retryOn": {"categories": categories}}})
+    problems = [str(p) for p in validate_manifest(doc)]
+    if problem is None:
+        assert problems == []
+        retry_on = TrainingRun.model_validate(doc).spec.run_policy.retry_on
+        assert retry_on.categories == [FailureCategory.NODE_LOST, FailureCategory.GPU_ERROR]
+    else:
+        assert len(problems) == 1 and "spec.runPolicy.retryOn.categories" in problems[0] and problem in problems[0]

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from runyard import constants as c
-from runyard.api import IMMUTABLE_FIELDS, SPEC_RULES, TrainingRunStatus
+from runyard.api import IMMUTABLE_FIELDS, TrainingRunStatus, spec_rules
 from runyard.crdgen import build_crd, crd_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,7 +77,8 @@ def test_cel_rules_and_immutability() -> None:
     root_rules = [r["rule"] for r in root["x-kubernetes-validations"]]
     assert f"self.metadata.name.size() <= {c.MAX_RUN_NAME_LENGTH}" in root_rules
     spec = root["properties"]["spec"]
-    assert [r["rule"] for r in spec["x-kubernetes-validations"][: len(SPEC_RULES)]] == [r.cel for r in SPEC_RULES]
+    rules = spec_rules()
+    assert [r["rule"] for r in spec["x-kubernetes-validations"][: len(rules)]] == [r.cel for r in rules]
     for field in IMMUTABLE_FIELDS:
         rules = spec["properties"][field]["x-kubernetes-validations"]
         assert {"rule": "self == oldSelf", "message": rules[0]["message"]} in rules
@@ -100,7 +101,18 @@ def test_crd_metadata_and_columns() -> None:
     version = crd["spec"]["versions"][0]
     assert version["subresources"] == {"status": {}}
     columns = {col["name"]: col for col in version["additionalPrinterColumns"]}
-    assert list(columns) == ["Phase", "Framework", "Ready", "Total", "GPUs", "Restarts", "Age", "Tracking"]
+    assert list(columns) == [
+        "Phase",
+        "Framework",
+        "Ready",
+        "Total",
+        "GPUs",
+        "Restarts",
+        "Progress",
+        "ETA",
+        "Age",
+        "Tracking",
+    ]
     assert columns["Tracking"]["priority"] == 1
     assert columns["GPUs"]["jsonPath"] == ".status.gpus"
     quantity = schema()["properties"]["spec"]["properties"]["replicas"]["additionalProperties"]

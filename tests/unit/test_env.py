@@ -9,15 +9,11 @@ from typing import Any
 import pytest
 
 from runyard import constants as c
+from runyard import frameworks
 from runyard.api import reserved_env_names
-from runyard.builders import (
-    BuildContext,
-    KubernetesAddressing,
-    LocalAddressing,
-    build_env,
-    build_hostfile,
-    build_tf_config,
-)
+from runyard.builders import BuildContext, KubernetesAddressing, LocalAddressing, build_env
+from runyard.frameworks.ssh import build_hostfile
+from runyard.frameworks.tensorflow import build_tf_config
 from tests.unit.factories import SPECS, make_run
 
 
@@ -98,7 +94,7 @@ def test_tf_config_literal_parses_like_tensorflow() -> None:
     run = make_run("tensorflow-large")
     addressing = LocalAddressing(base_port=30000)
     seen: set[str] = set()
-    for role in run.spec.roles():
+    for role in frameworks.roles_of(run.spec):
         for index in range(run.spec.replicas[role].replicas):
             env = as_dict(build_env(run, role, index, addressing))
             resolved = tf_cluster_resolver(env[c.ENV_TF_CONFIG])
@@ -191,9 +187,9 @@ def test_context_env_order_and_overrides() -> None:
 @pytest.mark.parametrize("case", sorted(SPECS))
 def test_injected_names_are_reserved(case: str) -> None:
     run = make_run(case)
-    reserved = reserved_env_names(run.spec.framework.value)
+    reserved = reserved_env_names(run.spec.framework)
     user = {e.name for e in run.spec.env or ()}
-    for role in run.spec.roles():
+    for role in frameworks.roles_of(run.spec):
         for index in (None, 0):
             names = {e["name"] for e in build_env(run, role, index, LocalAddressing(base_port=20000))}
             injected = names - user - {c.ENV_PYTHONUNBUFFERED}

@@ -1,14 +1,18 @@
-"""How a replica's command is launched: the same pure function decides for pods and for local runs."""
+"""How a replica's command is launched: the framework profile decides, for pods and for local runs alike."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
-from runyard.api import Framework
-from runyard.builders.launch import is_python, launch_argv, wrap_command
+from runyard import frameworks
+from runyard.builders import LocalAddressing
+from runyard.frameworks.base import is_python
+from runyard.frameworks.pytorch import wrap_command
 from runyard_operator.observe import elastic_failure
+from tests.unit.factories import make_run
 
 TORCHRUN = ["-m", "torch.distributed.run"]
 
@@ -34,16 +38,23 @@ def test_pytorch_commands_run_under_torchrun(
     want_command: list[str] | None,
     want_args: list[str] | None,
 ) -> None:
-    assert wrap_command(Framework.PYTORCH, command, args) == (want_command, want_args)
+    assert wrap_command(command, args) == (want_command, want_args)
 
 
-@pytest.mark.parametrize("framework", [f for f in Framework if f is not Framework.PYTORCH])
-def test_other_frameworks_run_as_written(framework: Framework) -> None:
-    assert wrap_command(framework, ["python", "train.py"], ["-a"]) == (["python", "train.py"], ["-a"])
+@pytest.mark.parametrize("case", ["tensorflow-small", "jax-small", "generic-small"])
+def test_other_frameworks_run_as_written(case: str) -> None:
+    run = make_run(case)
+    role = frameworks.roles_of(run.spec)[0]
+    launch = frameworks.of(run.spec).launch(run, role, ["python", "train.py"], ["-a"])
+    assert (launch.command, launch.args, launch.error_file) == (["python", "train.py"], ["-a"], False)
 
 
 def test_local_argv_is_the_same_launch() -> None:
-    assert launch_argv(Framework.PYTORCH, ["python", "t.py", "--x"]) == ["python", *TORCHRUN, "t.py", "--x"]
+    run = make_run("pytorch-small")
+    argv = frameworks.of(run.spec).local_argv(
+        run, "node", ["python", "t.py", "--x"], Path("/tmp"), LocalAddressing(30000)
+    )
+    assert argv == ["python", *TORCHRUN, "t.py", "--x"]
 
 
 @pytest.mark.parametrize("name", ["python", "python3", "python3.11", "/opt/conda/bin/python3.12"])

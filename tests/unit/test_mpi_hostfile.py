@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from runyard.builders import LocalAddressing, build_hostfile
+from runyard.builders import LocalAddressing
+from runyard.frameworks.ssh import build_hostfile
 from tests.unit.factories import make_run
 
 
 @pytest.mark.mpi
 def test_mpirun_accepts_rendered_openmpi_hostfile(tmp_path: Path) -> None:
     mpirun = shutil.which("mpirun")
-    if mpirun is None:
-        pytest.skip("mpirun not installed")
+    assert mpirun is not None, "mpirun not installed: hack/install-system-deps.sh installs OpenMPI"
     hostfile = tmp_path / "hostfile"
     hostfile.write_text(build_hostfile(make_run("mpi-small"), LocalAddressing(base_port=40000, hostname="localhost")))
     assert hostfile.read_text() == "localhost slots=2\n"

@@ -46,7 +46,6 @@ def free_port_block(size: int = 10) -> int:
 @pytest.mark.torch
 @pytest.mark.slow
 def test_two_torchrun_nodes_all_reduce(tmp_path: Path) -> None:
-    pytest.importorskip("torch")
     script = tmp_path / "allreduce.py"
     script.write_text(SCRIPT)
     run = make_run("pytorch-small", nprocPerNode=1)

@@ -122,6 +122,10 @@ operator's defaults apply to the rest; the bundled MLflow server becomes the def
 {{- end }}
 {{- $_ := set $config "namespaces" .Values.config.namespaces }}
 {{- $_ := set $config "podPolicy" .Values.config.podPolicy }}
+{{- if .Values.progress.enabled }}
+{{- $url := printf "http://%s.%s.svc:%v/v1/progress" (include "runyard.suffixed" (list . "progress")) .Release.Namespace .Values.progress.port }}
+{{- $_ := set $config "progress" (dict "url" $url "port" .Values.progress.port "writeIntervalSeconds" .Values.progress.writeIntervalSeconds "reportIntervalSeconds" .Values.progress.reportIntervalSeconds) }}
+{{- end }}
 {{- toYaml $config }}
 {{- end }}
 
@@ -152,6 +156,10 @@ Each verb is one the operator (runyard_operator/k8s.py, controller.py) or kopf a
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "watch"]
+# The last lines of a failed replica's log, read once when the failure is recorded (status.failure.logTail).
+- apiGroups: [""]
+  resources: ["pods/log"]
+  verbs: ["get"]
 # Headless Service and MPI hostfile ConfigMap: created, and read only after a 409 to check that the run owns them.
 # Never patched: an object the run does not own is never taken over.
 - apiGroups: [""]

@@ -34,6 +34,24 @@ class S3Defaults(_Model):
     )
 
 
+class LogArchiveConfig(_Model):
+    """The archive of every rank's log when an attempt ends (s3:// stores; docs/artifacts.md)."""
+
+    enabled: bool = Field(True, description="Archive each rank's log at a gang restart and at the run's end.")
+    max_bytes_per_rank: int = Field(
+        c.DEFAULT_LOG_ARCHIVE_MAX_BYTES,
+        ge=4096,
+        description="Bytes kept of one rank's log: a longer log keeps its beginning and its end, marked where cut.",
+    )
+    timeout_seconds: float = Field(
+        c.DEFAULT_LOG_ARCHIVE_TIMEOUT_SECONDS,
+        gt=0,
+        le=600,
+        description="Time one attempt's archive may take (the attempt's Jobs are deleted after it); ranks not "
+        "read by then are recorded as such.",
+    )
+
+
 class ArtifactsConfig(_Model):
     """Cluster-wide artifact settings."""
 
@@ -53,6 +71,7 @@ class ArtifactsConfig(_Model):
         description="Image of the sync sidecar: python with boto3 and the runyard SDK, a non-root numeric USER.",
     )
     log_to_tracker: bool = Field(True, description="Log the artifact location and manifest to the run's MLflow run.")
+    logs: LogArchiveConfig = Field(default_factory=LogArchiveConfig)
 
 
 def parse_artifacts_config(data: dict[str, Any] | None) -> ArtifactsConfig:

@@ -1,8 +1,10 @@
-"""ArtifactsPlugin: store defaults for pods, manifests into status.artifacts, resume on restart, MLflow, clean-up.
+"""ArtifactsPlugin: store defaults for pods, manifests into status.artifacts, resume on restart, MLflow, logs, clean-up.
 
 It hands the operator's defaults to the builders as env entries, reads the sidecars' manifests when a run
-finishes and before each gang restart (so the new pods get RUNYARD_RESUME_FROM), and deletes a run's files on
-deletion only when `spec.artifacts.deleteOnRunDeletion` is set.
+finishes and before each gang restart (so the new pods get RUNYARD_RESUME_FROM), archives every rank's log when an
+attempt ends (artifacts/logs.py), and deletes a run's files on deletion only when `spec.artifacts.deleteOnRunDeletion`
+is set. It never writes the status itself: hooks return `status.artifacts` and a late summary (or a Warning Event)
+is contributed to the controller, which writes it.
 """
 
 from __future__ import annotations
@@ -10,19 +12,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from runyard import constants as c
-from runyard.artifacts.store import StoreURI
+from runyard.artifacts import manifest
+from runyard.artifacts.store import LOGS_DIR, StoreURI, rank_name
 from runyard_operator.artifacts import store as st
 from runyard_operator.artifacts.config import ArtifactsConfig, parse_artifacts_config
+from runyard_operator.artifacts.logs import ArchiveResult, archive_attempt
 from runyard_operator.plugins import PluginContext, Prepared, RunPlugin
 
 if TYPE_CHECKING:
     from runyard.api import TrainingRun
     from runyard_operator.config import OperatorConfig
-    from runyard_operator.k8s import Kube
+    from runyard_operator.observe import PodView
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +34,7 @@ TERMINAL_POD_PHASES = frozenset({"Succeeded", "Failed"})
 MLFLOW_TAG_URI = "runyard.artifacts.uri"
 MLFLOW_TAG_CHECKPOINT = "runyard.artifacts.newest_checkpoint"
 MLFLOW_MANIFEST_PATH = "runyard/manifest.json"
+LOG_ARCHIVE_EVENT = "LogArchiveIncomplete"
 
 
 class ArtifactsPlugin(RunPlugin):
@@ -43,7 +48,6 @@ class ArtifactsPlugin(RunPlugin):
         self.config = config
         self.mlflow_uri = mlflow_uri
         self.settle_poll_seconds = settle_poll_seconds
-        self.kube: Kube | None = None
         self.ctx: PluginContext | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -57,7 +61,6 @@ class ArtifactsPlugin(RunPlugin):
 
     async def start(self, ctx: PluginContext) -> None:
         self.ctx = ctx
-        self.kube = ctx.kube
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -130,13 +133,56 @@ class ArtifactsPlugin(RunPlugin):
             return Prepared()
         artifacts: dict[str, Any] = dict(status.get("artifacts") or {})
         artifacts["storeUri"] = store.run(run.name).uri()
-        if int(status.get("restarts") or 0) > 0 and store.scheme == "s3":
-            # A gang restart: resume from what the previous attempt stored (the first attempt resumes nothing,
-            # even if a deleted run of the same name left files behind).
-            found = await self._summarise(run, write=False)
+        fields: dict[str, Any] = {}
+        attempt = int(status.get("restarts") or 0)
+        stopped = status.get("stopped") or {}
+        if (attempt > 0 or stopped.get("attempt") == attempt) and store.scheme == "s3":
+            # A gang restart, or replicas replacing ones a suspension stopped: they resume from what was stored
+            # (the first replicas resume nothing, even if a deleted run of the same name left files behind). The
+            # stopped replicas are gone by now (foreground deletion), so their sidecars' last upload is in.
+            found = await self._summarise(run, write=False, attempt=attempt)
             if found is not None:
-                artifacts = {k: v for k, v in artifacts.items() if k != "newestCheckpoint"} | found
-        return Prepared(env=self.defaults_env(run), status={"artifacts": artifacts})
+                summary, checkpoint = found
+                artifacts = {k: v for k, v in artifacts.items() if k != "newestCheckpoint"} | summary
+                if checkpoint:
+                    fields["lastCheckpoint"] = checkpoint
+                fields["resumedFrom"] = {"attempt": attempt, "time": manifest.now()} | (
+                    {"step": checkpoint.get("step"), "uri": checkpoint["uri"]} if checkpoint else {}
+                )
+        return Prepared(env=self.defaults_env(run), status={"artifacts": artifacts} | fields)
+
+    async def retiring(
+        self, run: TrainingRun, status: Mapping[str, Any], attempt: int, pods: Sequence[PodView]
+    ) -> dict[str, Any]:
+        """Archive every rank's log of the ending attempt (s3:// stores) into `status.artifacts.logs`.
+
+        Runs without a store keep no logs (as before); pvc:// and file:// stores get a message saying why not.
+        """
+        store = self.store_of(run)
+        if store is None or not self.config.logs.enabled:
+            return {}
+        artifacts: dict[str, Any] = dict(status.get("artifacts") or {})
+        artifacts["storeUri"] = store.run(run.name).uri()
+        logs: dict[str, Any] = dict(artifacts.get("logs") or {})
+        if store.scheme != "s3":
+            # The operator reaches no claim, and a file:// path of its own would be a path users choose in its
+            # filesystem: it archives to object stores only.
+            logs["message"] = (
+                f"logs not archived: the operator archives logs to s3:// stores only, not {store.scheme}://"
+            )
+            return {"artifacts": artifacts | {"logs": logs}}
+        result = await self._archive(run, status, attempt, pods)
+        logs["uri"] = store.run(run.name).uri(LOGS_DIR)
+        if result.stored:
+            logs["attempts"] = sorted({*(int(a) for a in logs.get("attempts") or ()), attempt})
+        problems = result.problems()
+        if problems:
+            shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+            logs["message"] = f"attempt {attempt}: {shown}"[:1024]
+            self._warn(run, f"logs of attempt {attempt} not fully archived to {logs['uri']}: {shown}"[:1024])
+        else:
+            logs.pop("message", None)
+        return {"artifacts": artifacts | {"logs": logs}}
 
     async def finished(self, run: TrainingRun, status: Mapping[str, Any]) -> dict[str, Any]:
         store = self.store_of(run)
@@ -144,14 +190,18 @@ class ArtifactsPlugin(RunPlugin):
             return {}
         artifacts: dict[str, Any] = dict(status.get("artifacts") or {})
         artifacts["storeUri"] = store.run(run.name).uri()
+        fields: dict[str, Any] = {}
         if store.scheme == "s3":
-            found = await self._summarise(run, write=True, tracking=status.get("tracking"))
+            attempt = int(status.get("restarts") or 0)
+            found = await self._summarise(run, write=True, tracking=status.get("tracking"), attempt=attempt)
             if found is not None:
-                artifacts |= found
+                artifacts |= found[0]
+                if found[1]:
+                    fields["lastCheckpoint"] = found[1]
             if self._pods_still_running(run):
                 # Sidecars of ranks still being stopped do their final pass after this: summarise again then.
-                self._spawn(self._settle(run, status.get("tracking")))
-        return {"artifacts": artifacts}
+                self._spawn(self._settle(run, artifacts, status.get("tracking"), attempt))
+        return {"artifacts": artifacts} | fields
 
     async def deleted(self, run: TrainingRun, status: Mapping[str, Any]) -> None:
         if not self.needs_finalizer(run):
@@ -173,26 +223,27 @@ class ArtifactsPlugin(RunPlugin):
     # --- internals -------------------------------------------------------------------------------------
 
     async def _summarise(
-        self, run: TrainingRun, *, write: bool, tracking: Mapping[str, Any] | None = None
-    ) -> dict[str, Any] | None:
+        self, run: TrainingRun, *, write: bool, attempt: int, tracking: Mapping[str, Any] | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
+        """(status.artifacts fields, status.lastCheckpoint or None) from the store's manifests; None on failure."""
         try:
             store = await self.run_store(run)
             if store is None:
                 return None
-            return await asyncio.to_thread(self._summarise_blocking, store, run, write, tracking)
+            return await asyncio.to_thread(self._summarise_blocking, store, run, write, tracking, attempt)
         except Exception as err:  # a store or Secret problem must not fail the run's reconcile
             logger.warning("artifacts of %s/%s: %s", run.metadata.namespace, run.name, err)
             return None
 
     def _summarise_blocking(
-        self, store: st.RunStore, run: TrainingRun, write: bool, tracking: Mapping[str, Any] | None
-    ) -> dict[str, Any]:
+        self, store: st.RunStore, run: TrainingRun, write: bool, tracking: Mapping[str, Any] | None, attempt: int
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
         doc = st.read_manifest(store, run.name)
         manifest_uri = st.write_manifest(store, doc) if write else None
         result = st.summary(store, doc, manifest_uri)
         if write:
             self._log_to_mlflow(run, tracking, result, doc)
-        return result
+        return result, st.last_checkpoint(store, doc, attempt)
 
     def _log_to_mlflow(
         self, run: TrainingRun, tracking: Mapping[str, Any] | None, result: Mapping[str, Any], doc: dict[str, Any]
@@ -211,6 +262,38 @@ class ArtifactsPlugin(RunPlugin):
         except Exception as err:  # best effort: the tracker is optional and may be down
             logger.warning("logging artifacts of %s/%s to MLflow failed: %s", run.metadata.namespace, run.name, err)
 
+    async def _archive(
+        self, run: TrainingRun, status: Mapping[str, Any], attempt: int, pods: Sequence[PodView]
+    ) -> ArchiveResult:
+        try:
+            store = await self.run_store(run)
+            if store is None or self.ctx is None:
+                return ArchiveResult(attempt, (), False, "the artifacts plugin has not started")
+            cfg = self.config.logs
+            return await archive_attempt(
+                self.ctx.kube,
+                store,
+                run.metadata.namespace or "",
+                run.name,
+                attempt,
+                str(status.get("phase") or ""),
+                pods,
+                expected=[rank_name(role, i) for role, r in run.spec.replicas.items() for i in range(r.replicas)],
+                archived_at=manifest.now(),
+                max_bytes=cfg.max_bytes_per_rank,
+                timeout=cfg.timeout_seconds,
+            )
+        except Exception as err:  # best effort: never fail the reconcile that restarts or ends the run
+            logger.exception("archiving logs of %s/%s failed", run.metadata.namespace, run.name)
+            return ArchiveResult(attempt, (), False, f"not archived: {err}")
+
+    def _warn(self, run: TrainingRun, message: str) -> None:
+        """A Warning Event on the run, posted with the status write this reconcile is about to make."""
+        logger.warning("%s/%s: %s", run.metadata.namespace, run.name, message)
+        if self.ctx is not None and run.metadata.uid:
+            key = (run.metadata.namespace or "", run.name)
+            self.ctx.contribute(key, str(run.metadata.uid), events=[("Warning", LOG_ARCHIVE_EVENT, message)])
+
     def _pods_still_running(self, run: TrainingRun) -> bool:
         if self.ctx is None or not run.metadata.uid:
             return False
@@ -221,18 +304,17 @@ class ArtifactsPlugin(RunPlugin):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _settle(self, run: TrainingRun, tracking: Mapping[str, Any] | None) -> None:
-        """Wait until the run's pods stopped (at most their grace period), then rewrite status.artifacts."""
+    async def _settle(
+        self, run: TrainingRun, artifacts: Mapping[str, Any], tracking: Mapping[str, Any] | None, attempt: int
+    ) -> None:
+        """Wait until the run's pods stopped (at most their grace period), then contribute status.artifacts again."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + c.DEFAULT_ARTIFACT_SYNC_GRACE_SECONDS + 10
         while self._pods_still_running(run) and loop.time() < deadline:
             await asyncio.sleep(self.settle_poll_seconds)
-        found = await self._summarise(run, write=True, tracking=tracking)
-        if found is None or self.kube is None:
+        found = await self._summarise(run, write=True, tracking=tracking, attempt=attempt)
+        if found is None or self.ctx is None:
             return
-        try:
-            await self.kube.patch(
-                c.KIND, run.metadata.namespace or "", run.name, {"status": {"artifacts": found}}, sub="status"
-            )
-        except Exception as err:
-            logger.warning("updating status.artifacts of %s/%s failed: %s", run.metadata.namespace, run.name, err)
+        key = (run.metadata.namespace or "", run.name)
+        fields = {"artifacts": {**artifacts, **found[0]}} | ({"lastCheckpoint": found[1]} if found[1] else {})
+        self.ctx.contribute(key, str(run.metadata.uid or ""), fields=fields)

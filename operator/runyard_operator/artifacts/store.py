@@ -8,7 +8,7 @@ from types import ModuleType
 from typing import Any
 
 from runyard.artifacts import manifest
-from runyard.artifacts.store import MANIFEST_FILE, MANIFESTS_DIR, StoreURI, is_rank_name
+from runyard.artifacts.store import LOGS_DIR, MANIFEST_FILE, MANIFESTS_DIR, StoreURI, is_rank_name
 
 
 def _s3() -> ModuleType:
@@ -62,8 +62,8 @@ def read_manifest(store: RunStore, run_name: str) -> dict[str, Any]:
     entries = []
     for obj in _s3().list_objects(client, store.bucket, base):
         rel = obj.key.removeprefix(base)
-        if rel == MANIFEST_FILE or rel.startswith(f"{MANIFESTS_DIR}/"):
-            continue
+        if rel == MANIFEST_FILE or rel.startswith((f"{MANIFESTS_DIR}/", f"{LOGS_DIR}/")):
+            continue  # Runyard's own records (the log archive included), not the run's files
         first = rel.split("/", 1)[0]
         rank = first if is_rank_name(first) and "/" in rel else ""
         digest = _s3().head_sha256(client, store.bucket, obj.key) or ""
@@ -90,6 +90,15 @@ def summary(store: RunStore, doc: dict[str, Any], manifest_uri: str | None) -> d
     if manifest_uri:
         out["manifest"] = manifest_uri
     return out
+
+
+def last_checkpoint(store: RunStore, doc: dict[str, Any], attempt: int) -> dict[str, Any] | None:
+    """`status.lastCheckpoint` for a manifest: its newest complete checkpoint as a store URI, or None."""
+    record = manifest.checkpoint_record(doc)
+    if record is None:
+        return None
+    out = {"uri": store.run_uri.uri(record["path"]), "attempt": attempt}
+    return out | {k: record[k] for k in ("step", "time", "sha256", "bytes") if record.get(k) is not None}
 
 
 def delete_run(store: RunStore) -> int:

@@ -11,29 +11,17 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from runyard_operator.gpu.parser import GPUSample
+from runyard_operator.timestamps import Precision, format_time, parse_epoch
 
 IDLE_SAMPLE_PERCENT = 5.0  # GPUSummary.idleGpuHours: "GPU-hours with utilisation below 5 percent"
 MIG_SLICES = 7  # compute slices of A100/H100-class parts; "1g.10gb" is 1/7 of a GPU
 MAX_CLOSED_ALLOCATIONS = 128  # closed intervals kept in status for the record; their seconds stay in the total
+# Milliseconds: resuming from status recomputes open intervals from these stamps, so whole seconds would drift.
+STAMP: Precision = "ms"
 _MIG_PROFILE = re.compile(r"^(\d+)g\.")
-
-
-def to_rfc3339(ts: float) -> str:
-    # Milliseconds: resuming from status recomputes open intervals from these stamps, so whole seconds would drift.
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
-def from_rfc3339(value: Any) -> float | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def mig_fraction(profile: str) -> float:
@@ -84,21 +72,21 @@ class Allocation:
             "podUid": self.pod_uid,
             "node": self.node,
             "device": self.device,
-            "start": to_rfc3339(self.start),
+            "start": format_time(self.start, STAMP),
         }
         if self.index:
             out["index"] = self.index
         if self.mig_profile:
             out["migProfile"] = self.mig_profile
         if self.end is not None:
-            out["end"] = to_rfc3339(self.end)
+            out["end"] = format_time(self.end, STAMP)
         if self.energy_mj is not None and self.end is None:
             out["energyMj"] = self.energy_mj
         return out
 
     @classmethod
     def from_status(cls, raw: Mapping[str, Any]) -> Allocation | None:
-        start = from_rfc3339(raw.get("start"))
+        start = parse_epoch(raw.get("start"))
         if start is None:
             return None
         energy = raw.get("energyMj")
@@ -108,7 +96,7 @@ class Allocation:
             node=str(raw.get("node", "")),
             device=str(raw.get("device", "")),
             start=start,
-            end=from_rfc3339(raw.get("end")),
+            end=parse_epoch(raw.get("end")),
             index=str(raw.get("index", "")),
             mig_profile=str(raw.get("migProfile", "")),
             energy_mj=float(energy) if energy is not None else None,
@@ -365,7 +353,7 @@ class RunAccount:
             "energyKWh": round(self.energy_mj / 3.6e9, 12),
             "samples": self.samples,
             "allocations": [a.to_status() for a in self.allocations],
-            "lastSampleTime": to_rfc3339(now),
+            "lastSampleTime": format_time(now, STAMP),
         }
         optional = {
             "avgUtilization": self.avg_utilization,
@@ -401,7 +389,7 @@ class RunAccount:
         if not raw:
             return account
         allocations = [a for a in (Allocation.from_status(x) for x in raw.get("allocations") or []) if a]
-        as_of = from_rfc3339(raw.get("lastSampleTime"))
+        as_of = parse_epoch(raw.get("lastSampleTime"))
         open_seconds = sum(a.seconds(as_of) for a in allocations if a.end is None) if as_of else 0.0
         account.allocations = allocations
         account.closed_gpu_seconds = max(float(raw.get("gpuHours") or 0.0) * 3600 - open_seconds, 0.0)

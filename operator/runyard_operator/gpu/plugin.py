@@ -1,4 +1,8 @@
-"""GPUPlugin: one operator-wide sampling loop feeding per-run accounting, status.gpu, GPUsIdle, /metrics and MLflow."""
+"""GPUPlugin: one operator-wide sampling loop feeding per-run accounting, status.gpu, GPUsIdle, /metrics and MLflow.
+
+It never writes a run's status: it contributes `status.gpu` (at most once per `statusIntervalSeconds`) and the
+GPUsIdle condition with its Event (on transitions) to the controller, which writes them with its own status.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +12,21 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from runyard import constants as c
 from runyard_operator import metrics
-from runyard_operator.gpu.accounting import PodRef, Point, RunAccount, SampleIndex, from_rfc3339, to_rfc3339
+from runyard_operator.gpu.accounting import PodRef, Point, RunAccount, SampleIndex
 from runyard_operator.gpu.config import GPUMetricsConfig, parse_gpu_config
 from runyard_operator.gpu.sinks import MetricSink, MLflowSink
 from runyard_operator.gpu.sources import MetricSource, Target, build_source
 from runyard_operator.plugins import PluginContext, RunPlugin
+from runyard_operator.policies import conditions as cond
+from runyard_operator.timestamps import parse_epoch
 
 if TYPE_CHECKING:
     from runyard.api import TrainingRun
@@ -62,15 +68,14 @@ class _RunState:
     idle: bool | None = None
     idle_since: float | None = None
     condition: dict[str, Any] | None = None
-    condition_written: float = 0.0
-    last_write: float = 0.0
+    last_write: float = 0.0  # when status.gpu was last contributed
     written: dict[str, Any] = field(default_factory=dict)
     step: int = 0
     retired_at: float | None = None
 
 
 def _pod_ref(pod: PodView) -> PodRef:
-    return PodRef(name=pod.name, uid=pod.uid, node=pod.node, gpus=pod.gpus, start=from_rfc3339(pod.start_time))
+    return PodRef(name=pod.name, uid=pod.uid, node=pod.node, gpus=pod.gpus, start=parse_epoch(pod.start_time))
 
 
 def _mlflow_run_id(body: Mapping[str, Any]) -> str | None:
@@ -141,7 +146,7 @@ def _register_collector() -> None:
 
 
 class GPUPlugin(RunPlugin):
-    """Samples the GPUs of every running run in one loop; writes status.gpu, GPUsIdle, /metrics and the tracker."""
+    """Samples the GPUs of every running run in one loop; feeds status.gpu, GPUsIdle, /metrics and the tracker."""
 
     name = "gpu"
 
@@ -253,7 +258,7 @@ class GPUPlugin(RunPlugin):
                 account = RunAccount.from_status(namespace, status.get("gpu"), self.cfg.gap_seconds)
                 state = _RunState((namespace, run.name), uid, str(run.spec.framework), account)
                 self._runs[uid] = state
-            end = from_rfc3339(status.get("completionTime")) or now
+            end = parse_epoch(status.get("completionTime")) or now
             state.account.close_all(end)
             summary = state.account.summary(end)
             state.retired_at = now
@@ -312,12 +317,13 @@ class GPUPlugin(RunPlugin):
         status = body.get("status") or {}
         account = RunAccount.from_status(key[0], status.get("gpu"), self.cfg.gap_seconds)
         state = _RunState(key, uid, str((body.get("spec") or {}).get("framework", "")), account)
-        for cond in status.get("conditions") or []:
-            if cond.get("type") == CONDITION:
-                state.condition = dict(cond)
-                state.idle = cond.get("status") == "True"
-                if state.idle:
-                    state.idle_since = from_rfc3339(cond.get("lastTransitionTime"))
+        # A restarted operator picks up GPUsIdle where the status left it: no second Event for the same idleness.
+        mine = cond.find(status.get("conditions") or [], CONDITION)
+        if mine is not None:
+            state.condition = dict(mine)
+            state.idle = mine.get("status") == "True"
+            if state.idle:
+                state.idle_since = parse_epoch(mine.get("lastTransitionTime"))
         return state
 
     async def tick(self) -> None:
@@ -338,7 +344,6 @@ class GPUPlugin(RunPlugin):
         index = SampleIndex(samples)
         series: list[tuple[str, list[Point], int]] = []
         async with self._lock:
-            writes = []
             for body, state, pods in work:
                 if state.uid in self._finished:
                     continue
@@ -347,14 +352,7 @@ class GPUPlugin(RunPlugin):
                 if points and run_id:
                     state.step += 1
                     series.append((run_id, points, state.step))
-                writes.append(self._write(body, state, now))
-            sem = asyncio.Semaphore(self.cfg.max_concurrency)
-
-            async def bounded(job: Any) -> None:
-                async with sem:
-                    await job
-
-            await asyncio.gather(*(bounded(w) for w in writes))
+                self._contribute(body, state, now)
         self._queue_series(series)
 
     # --- status, condition, event ----------------------------------------------------------------------------
@@ -375,66 +373,40 @@ class GPUPlugin(RunPlugin):
                     f"on {state.account.allocated():g} allocated GPUs (run average {avg or 0.0:.1f}%)"
                 )
                 state.idle = True
-                state.condition = self._condition("True", "LowUtilization", message, generation, now)
+                state.condition = self._condition("True", "LowUtilization", message, generation, now, state)
                 return ("Warning", CONDITION, message)
         else:
             state.idle_since = None
             if state.idle is True:
                 message = f"GPU utilisation back at {util:.1f}% (threshold {threshold:g}%)"
                 state.idle = False
-                state.condition = self._condition("False", "GPUsActive", message, generation, now)
+                state.condition = self._condition("False", "GPUsActive", message, generation, now, state)
                 return ("Normal", "GPUsActive", message)
         return None
 
     @staticmethod
-    def _condition(status: str, reason: str, message: str, generation: int, now: float) -> dict[str, Any]:
-        return {
-            "type": CONDITION,
-            "status": status,
-            "reason": reason,
-            "message": message,
-            "lastTransitionTime": to_rfc3339(now)[:19] + "Z",
-            "observedGeneration": generation,
-        }
+    def _condition(
+        status: str, reason: str, message: str, generation: int, now: float, state: _RunState
+    ) -> dict[str, Any]:
+        moment = datetime.fromtimestamp(now, UTC)
+        return cond.condition(CONDITION, status, reason, message, generation, moment, state.condition)
 
-    async def _write(self, body: Mapping[str, Any], state: _RunState, now: float) -> None:
+    def _contribute(self, body: Mapping[str, Any], state: _RunState, now: float) -> None:
+        """Hand this round's news to the controller: a GPUsIdle transition (with its Event) and, at most once per
+        status interval, a changed summary. The controller writes them; nothing here touches the API."""
         assert self._ctx is not None
-        meta = body.get("metadata") or {}
-        generation = int(meta.get("generation") or 0)
+        generation = int((body.get("metadata") or {}).get("generation") or 0)
         event = self._idle_transition(state, generation, now)
-        patch: dict[str, Any] = {}
-        current = list((body.get("status") or {}).get("conditions") or [])
-        mine = next((cond for cond in current if cond.get("type") == CONDITION), None)
-        # Re-send when the cache lacks our condition: the core lifecycle may have written a list computed before ours.
-        if state.condition is not None and (
-            event or (_differs(mine, state.condition) and now - state.condition_written > 2 * self.cfg.interval_seconds)
-        ):
-            others = [dict(cond) for cond in current if cond.get("type") != CONDITION]
-            patch["conditions"] = [*others, state.condition]
-        if event or patch or now - state.last_write >= self.cfg.status_interval_seconds:
+        conditions = [state.condition] if event and state.condition is not None else []
+        fields: dict[str, Any] = {}
+        if now - state.last_write >= self.cfg.status_interval_seconds:
             summary = state.account.summary(now)
-            if _strip_time(summary) != _strip_time(state.written) or patch:
-                patch["gpu"] = summary
-        if patch:
-            try:
-                await self._ctx.kube.patch(c.KIND, state.key[0], state.key[1], {"status": patch}, sub="status")
-            except Exception as err:
-                SAMPLING_ERRORS.labels("status").inc()
-                logger.warning("gpu: writing status of %s/%s failed: %s", *state.key, err)
-                return
-            state.last_write = now
-            if "gpu" in patch:
-                state.written = patch["gpu"]
-            if "conditions" in patch:
-                state.condition_written = now
-        if event:
-            await self._ctx.kube.post_event(body, *event)
-
-
-def _differs(have: Mapping[str, Any] | None, want: Mapping[str, Any]) -> bool:
-    if have is None:
-        return True
-    return any(have.get(k) != want.get(k) for k in ("status", "reason", "lastTransitionTime"))
+            if _strip_time(summary) != _strip_time(state.written):
+                fields["gpu"] = summary
+                state.written, state.last_write = summary, now
+        if conditions or fields:
+            events = [event] if event else []
+            self._ctx.contribute(state.key, state.uid, fields=fields, conditions=conditions, events=events)
 
 
 def _strip_time(summary: Mapping[str, Any]) -> dict[str, Any]:

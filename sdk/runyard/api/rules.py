@@ -4,21 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from pydantic.alias_generators import to_snake
+
 from runyard import constants as c
+from runyard.frameworks import registry
 
 if TYPE_CHECKING:
     from runyard.api.v1alpha1 import TrainingRunSpec
-
-# framework value -> roles it accepts, in canonical order.
-FRAMEWORK_ROLES: dict[str, tuple[str, ...]] = {
-    "pytorch": (c.ROLE_NODE,),
-    "tensorflow": (c.ROLE_CHIEF, c.ROLE_WORKER, c.ROLE_PS, c.ROLE_EVALUATOR),
-    "mpi": (c.ROLE_LAUNCHER, c.ROLE_WORKER),
-    "jax": (c.ROLE_NODE,),
-    "generic": (c.ROLE_NODE,),
-}
 
 # Env names Runyard injects into every replica, whatever the framework.
 RUNYARD_ENV: tuple[str, ...] = (
@@ -36,48 +31,15 @@ RUNYARD_ENV: tuple[str, ...] = (
     c.ENV_ARTIFACT_DIR,
     c.ENV_TENSORBOARD_DIR,
     c.ENV_RESUME_FROM,
+    c.ENV_PROGRESS_URL,
+    c.ENV_PROGRESS_TOKEN_FILE,
 )
-# Env names of each framework's contract (see builders/env.py).
-FRAMEWORK_ENV: dict[str, tuple[str, ...]] = {
-    "pytorch": (
-        c.ENV_PET_MASTER_ADDR,
-        c.ENV_PET_MASTER_PORT,
-        c.ENV_PET_NNODES,
-        c.ENV_PET_NODE_RANK,
-        c.ENV_PET_NPROC_PER_NODE,
-        c.ENV_MASTER_ADDR,
-        c.ENV_MASTER_PORT,
-        c.ENV_WORLD_SIZE,
-        c.ENV_RANK,
-        c.ENV_LOCAL_WORLD_SIZE,
-        c.ENV_LOCAL_RANK,
-    ),
-    "tensorflow": (c.ENV_TF_CONFIG,),
-    "mpi": (
-        c.ENV_K_MPI_JOB_ROLE,
-        c.ENV_OMPI_KEEP_FQDN,
-        c.ENV_OMPI_DEFAULT_HOSTFILE,
-        c.ENV_OMPI_RSH_ARGS,
-        c.ENV_OMPI_DEFAULT_SLOTS,
-        c.ENV_I_MPI_HOST_FILE,
-        c.ENV_I_MPI_BOOTSTRAP_ARGS,
-        c.ENV_I_MPI_PERHOST,
-        c.ENV_HYDRA_HOST_FILE,
-        c.ENV_HYDRA_LAUNCH_ARGS,
-        c.ENV_NVIDIA_VISIBLE_DEVICES,
-        c.ENV_NVIDIA_DRIVER_CAPABILITIES,
-    ),
-    "jax": (
-        c.ENV_JAX_COORDINATOR_ADDRESS,
-        c.ENV_JAX_NUM_PROCESSES,
-        c.ENV_JAX_PROCESS_ID,
-        c.ENV_COORDINATOR_ADDRESS,
-        c.ENV_COORDINATOR_PORT,
-        c.ENV_NUM_PROCESSES,
-        c.ENV_PROCESS_ID,
-    ),
-    "generic": (),
-}
+
+
+def framework_roles() -> dict[str, tuple[str, ...]]:
+    """Framework name -> the roles it accepts, in canonical order (from the framework registry)."""
+    return {p.name: p.roles for p in registry.profiles()}
+
 
 # Spec fields that must not change once the run exists: a gang restart must recreate the same topology.
 # `suspend` and `runPolicy.suspend` are deliberately absent: Kueue and users toggle them.
@@ -97,7 +59,8 @@ _OPTIONAL_IMMUTABLE: tuple[str, ...] = ("command", "args", "nprocPerNode", "port
 
 def reserved_env_names(framework: str) -> frozenset[str]:
     """Env names a user may not set in `spec.env` for `framework`."""
-    return frozenset(RUNYARD_ENV + FRAMEWORK_ENV.get(framework, ()))
+    env = registry.get(framework).env_names if framework in registry.names() else ()
+    return frozenset(RUNYARD_ENV + env)
 
 
 @dataclass(frozen=True)
@@ -124,7 +87,8 @@ def _cel_list(items: tuple[str, ...]) -> str:
     return "[" + ", ".join(f"'{i}'" for i in items) + "]"
 
 
-def _fail_if(bad: bool, path: str) -> list[str]:
+def fail_if(bad: bool, path: str) -> list[str]:
+    """`[path]` when `bad`: the shape a Rule's check returns."""
     return [path] if bad else []
 
 
@@ -133,84 +97,67 @@ def _roles_rule(framework: str, roles: tuple[str, ...]) -> Rule:
         cel=f"self.framework != '{framework}' || self.replicas.all(r, r in {_cel_list(roles)})",
         message=f"framework {framework} accepts only the roles {', '.join(roles)} in spec.replicas",
         field_path=".replicas",
-        check=lambda s: [f"spec.replicas.{r}" for r in s.replicas if s.framework.value == framework and r not in roles],
+        check=lambda s: [f"spec.replicas.{r}" for r in s.replicas if s.framework == framework and r not in roles],
     )
 
 
 def _reserved_env_cel() -> str:
     clauses = [f"!(e.name in {_cel_list(RUNYARD_ENV)})"]
-    for framework, names in FRAMEWORK_ENV.items():
-        if names:
-            clauses.append(f"(self.framework != '{framework}' || !(e.name in {_cel_list(names)}))")
+    for profile in registry.profiles():
+        if profile.env_names:
+            clauses.append(f"(self.framework != '{profile.name}' || !(e.name in {_cel_list(profile.env_names)}))")
     return "!has(self.env) || self.env.all(e, " + " && ".join(clauses) + ")"
 
 
 def _reserved_env_check(spec: TrainingRunSpec) -> list[str]:
-    reserved = reserved_env_names(spec.framework.value)
+    reserved = reserved_env_names(spec.framework)
     return [f"spec.env[{i}].name" for i, e in enumerate(spec.env or ()) if e.name in reserved]
 
 
 def _reserved_env_detail(spec: TrainingRunSpec, path: str) -> str:
     index = int(path.removeprefix("spec.env[").split("]", 1)[0])
     name = spec.env[index].name if spec.env else "?"
-    return f"{name} is reserved: Runyard injects it for framework {spec.framework.value}"
+    return f"{name} is reserved: Runyard injects it for framework {spec.framework}"
 
 
-SPEC_RULES: tuple[Rule, ...] = (
-    *(_roles_rule(f, roles) for f, roles in FRAMEWORK_ROLES.items()),
-    Rule(
-        cel=("self.framework != 'tensorflow' || !('chief' in self.replicas) || self.replicas['chief'].replicas == 1"),
-        message="framework tensorflow allows at most 1 chief replica (spec.replicas.chief.replicas)",
-        field_path=".replicas",
-        check=lambda s: _fail_if(
-            s.framework.value == "tensorflow" and c.ROLE_CHIEF in s.replicas and s.replicas[c.ROLE_CHIEF].replicas != 1,
-            "spec.replicas.chief.replicas",
-        ),
-    ),
-    Rule(
-        cel="self.framework != 'tensorflow' || 'chief' in self.replicas || 'worker' in self.replicas",
-        message="framework tensorflow needs a chief or a worker role in spec.replicas",
-        field_path=".replicas",
-        check=lambda s: _fail_if(
-            s.framework.value == "tensorflow" and c.ROLE_CHIEF not in s.replicas and c.ROLE_WORKER not in s.replicas,
-            "spec.replicas",
-        ),
-    ),
-    Rule(
-        cel=("self.framework != 'mpi' || ('launcher' in self.replicas && self.replicas['launcher'].replicas == 1)"),
-        message="framework mpi needs exactly 1 launcher replica (spec.replicas.launcher.replicas)",
-        field_path=".replicas",
-        check=lambda s: _fail_if(
-            s.framework.value == "mpi"
-            and (c.ROLE_LAUNCHER not in s.replicas or s.replicas[c.ROLE_LAUNCHER].replicas != 1),
-            "spec.replicas.launcher",
-        ),
-    ),
-    Rule(
-        cel="self.framework != 'mpi' || 'worker' in self.replicas",
-        message="framework mpi needs a worker role in spec.replicas",
-        field_path=".replicas",
-        check=lambda s: _fail_if(s.framework.value == "mpi" and c.ROLE_WORKER not in s.replicas, "spec.replicas"),
-    ),
-    Rule(
-        cel="!has(self.mpi) || self.framework == 'mpi'",
-        message="spec.mpi is only valid with framework mpi",
-        field_path=".mpi",
-        check=lambda s: _fail_if(s.mpi is not None and s.framework.value != "mpi", "spec.mpi"),
-    ),
-    Rule(
-        cel="!has(self.nprocPerNode) || self.framework == 'pytorch'",
-        message="spec.nprocPerNode is only valid with framework pytorch",
-        field_path=".nprocPerNode",
-        check=lambda s: _fail_if(s.nproc_per_node is not None and s.framework.value != "pytorch", "spec.nprocPerNode"),
-    ),
-    Rule(
-        cel=_reserved_env_cel(),
-        message="spec.env must not set names Runyard injects (RUNYARD_* and the framework's contract)",
-        field_path=".env",
-        check=_reserved_env_check,
-        detail=_reserved_env_detail,
-    ),
+def _settings_rule(field: str, frameworks: tuple[str, ...]) -> Rule:
+    attr = to_snake(field)
+    which = ", ".join(frameworks)
+    return Rule(
+        cel=f"!has(self.{field}) || self.framework in {_cel_list(frameworks)}",
+        message=f"spec.{field} is only valid with framework {which}",
+        field_path=f".{field}",
+        check=lambda s: fail_if(getattr(s, attr) is not None and s.framework not in frameworks, f"spec.{field}"),
+    )
+
+
+def _framework_rules() -> list[Rule]:
+    """What the framework registry decides: roles, framework-specific fields and each framework's own invariants."""
+    profiles = registry.profiles()
+    rules = [_roles_rule(p.name, p.roles) for p in profiles]
+    for p in profiles:
+        rules += p.rules
+    settings = sorted({f for p in profiles for f in p.settings})
+    rules += [_settings_rule(f, tuple(p.name for p in profiles if f in p.settings)) for f in settings]
+    rules.append(
+        Rule(
+            cel=_reserved_env_cel(),
+            message="spec.env must not set names Runyard injects (RUNYARD_* and the framework's contract)",
+            field_path=".env",
+            check=_reserved_env_check,
+            detail=_reserved_env_detail,
+        )
+    )
+    return rules
+
+
+@cache
+def spec_rules() -> tuple[Rule, ...]:
+    """Every spec invariant, in the order the CRD lists them."""
+    return (*_framework_rules(), *_GENERIC_RULES)
+
+
+_GENERIC_RULES: tuple[Rule, ...] = (
     Rule(
         cel="!has(self.env) || self.env.all(e, !(has(e.value) && has(e.valueFrom)))",
         message="spec.env entries take either value or valueFrom, not both",
@@ -307,7 +254,7 @@ def _immutable(field: str) -> dict[str, str]:
 
 def spec_schema_extra(schema: dict[str, Any]) -> None:
     """Attach the CEL rules to the spec's JSON schema (pydantic `json_schema_extra` hook)."""
-    schema["x-kubernetes-validations"] = [r.to_cel() for r in SPEC_RULES] + [
+    schema["x-kubernetes-validations"] = [r.to_cel() for r in spec_rules()] + [
         {
             "rule": " && ".join(f"has(self.{f}) == has(oldSelf.{f})" for f in _OPTIONAL_IMMUTABLE),
             "message": (

@@ -5,12 +5,12 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, WithJsonSchema
 from pydantic.alias_generators import to_camel
 
 from runyard import constants as c
-from runyard.api.rules import FRAMEWORK_ROLES as _ROLE_TABLE
 from runyard.api.rules import spec_schema_extra
+from runyard.frameworks import registry as frameworks
 
 # --- shared building blocks -------------------------------------------------------------------------
 
@@ -78,14 +78,33 @@ class _Status(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
 
-class Framework(StrEnum):
-    """Distributed training framework whose environment contract Runyard injects."""
+def _known_framework(value: str) -> str:
+    if value not in frameworks.names():
+        raise ValueError(f"unknown framework {value!r}: one of {', '.join(frameworks.names())}")
+    return value
 
-    PYTORCH = "pytorch"
-    TENSORFLOW = "tensorflow"
-    MPI = "mpi"
-    JAX = "jax"
-    GENERIC = "generic"
+
+def _framework_schema(schema: dict[str, Any]) -> None:
+    # Enum and description come from the registry when the CRD is generated: adding a framework never edits this file.
+    schema["enum"] = list(frameworks.names())
+    schema["description"] = "Framework whose env contract is injected: " + "; ".join(
+        f"`{p.name}`: {p.summary}" for p in frameworks.profiles()
+    )
+
+
+def _replicas_schema(schema: dict[str, Any]) -> None:
+    schema["description"] = "Roles and their replicas (each role is one Indexed Job). " + "; ".join(
+        f"{p.name}: {', '.join(f'`{r}`' for r in p.roles)}" for p in frameworks.profiles()
+    )
+
+
+def _port_schema(schema: dict[str, Any]) -> None:
+    schema["description"] = "Rendezvous port; the framework's default when unset: " + ", ".join(
+        f"{p.name} {p.default_port}" for p in frameworks.profiles() if "mpi" not in p.settings
+    )
+
+
+FrameworkName = Annotated[str, AfterValidator(_known_framework), Field(json_schema_extra=_framework_schema)]
 
 
 class MPIImplementation(StrEnum):
@@ -117,16 +136,20 @@ class Phase(StrEnum):
     FAILED = "Failed"
 
 
-class Tracker(StrEnum):
-    """Experiment trackers Runyard can configure for the training code."""
+class FailureCategory(StrEnum):
+    """Why a replica failed, in words a user acts on (status.failure.category, runPolicy.retryOn.categories)."""
 
-    MLFLOW = "mlflow"
-    WANDB = "wandb"
-    COMET = "comet"
-    CLEARML = "clearml"
-    TENSORBOARD = "tensorboard"
-    POLYAXON = "polyaxon"
-    NEPTUNE = "neptune"
+    USER_CODE = "UserCode"  # the program exited 1-127 on its own
+    OOM_KILLED = "OOMKilled"  # the container went over its memory limit
+    GPU_ERROR = "GPUError"  # the termination message or log names a GPU fault (Xid, ECC, fallen off the bus)
+    STALLED = "Stalled"  # reserved for stall detection (no progress report from a rank); nothing sets it yet
+    NODE_LOST = "NodeLost"  # the node stopped reporting or shut down (taint manager, pod GC)
+    EVICTED = "Evicted"  # eviction API (drain), kubelet pressure, another disruption
+    PREEMPTED = "Preempted"  # the scheduler made room for a higher-priority pod
+    IMAGE_PULL = "ImagePull"  # the image cannot be pulled or its name is invalid
+    CONFIG = "Config"  # refused by the API server, admission or the platform; the container could not be created
+    DEADLINE_EXCEEDED = "DeadlineExceeded"  # runPolicy.activeDeadlineSeconds passed
+    INFRASTRUCTURE = "Infrastructure"  # a signal without another cause, a deleted Job, a cause nothing recorded
 
 
 class ConditionStatus(StrEnum):
@@ -135,26 +158,6 @@ class ConditionStatus(StrEnum):
     TRUE = "True"
     FALSE = "False"
     UNKNOWN = "Unknown"
-
-
-# Roles each framework accepts (the table in rules.py, keyed by the enum here).
-FRAMEWORK_ROLES: dict[Framework, tuple[str, ...]] = {Framework(f): roles for f, roles in _ROLE_TABLE.items()}
-# Canonical order of roles in output (Jobs, TF_CONFIG lists, local ports).
-ROLE_ORDER: tuple[str, ...] = (
-    c.ROLE_NODE,
-    c.ROLE_LAUNCHER,
-    c.ROLE_CHIEF,
-    c.ROLE_WORKER,
-    c.ROLE_PS,
-    c.ROLE_EVALUATOR,
-)
-DEFAULT_PORTS: dict[Framework, int] = {
-    Framework.PYTORCH: c.DEFAULT_PYTORCH_PORT,
-    Framework.TENSORFLOW: c.DEFAULT_TF_PORT,
-    Framework.JAX: c.DEFAULT_JAX_PORT,
-    Framework.MPI: c.DEFAULT_MPI_SSH_PORT,
-    Framework.GENERIC: c.DEFAULT_PYTORCH_PORT,
-}
 
 
 # --- metadata ---------------------------------------------------------------------------------------
@@ -321,6 +324,14 @@ class SecurityOptions(_Spec):
 # --- spec: policies ---------------------------------------------------------------------------------
 
 
+def _unique(values: list[Any]) -> list[Any]:
+    # The CRD's `x-kubernetes-list-type: set` refuses repeats too: `runyard validate` says so before the API server.
+    repeated = sorted({str(v) for v in values if values.count(v) > 1})
+    if repeated:
+        raise ValueError(f"must not repeat {', '.join(repeated)}")
+    return values
+
+
 class RetryPolicy(_Spec):
     """Which failures restart the whole gang (while `backoffLimit` allows) instead of failing the run."""
 
@@ -329,7 +340,9 @@ class RetryPolicy(_Spec):
         max_length=MAX_LIST,
         description=(
             "Exit codes that are retried. Unset means Kubeflow's ExitCode semantics: codes >= 128 (killed by "
-            "a signal: preemption, node loss, OOM) are retried, 1-127 (the program's own error) fail the run."
+            "a signal: preemption, node loss, OOM) are retried, 1-127 (the program's own error) fail the run. A "
+            "container that never started (StartError, ContainerCannotRun: runc's exit code 128) is never retried by "
+            "its code, only when `reasons` names it."
         ),
     )
     reasons: list[str] | None = Field(
@@ -339,6 +352,17 @@ class RetryPolicy(_Spec):
             "Container or pod termination reasons that are retried whatever the exit code, e.g. `OOMKilled`, "
             "`Evicted`, `DeadlineExceeded`. Unset means infrastructure failures: `[Evicted, Preempted, NodeLost, "
             "Disrupted, Unknown, JobDeleted]` (`Unknown`: the failed pod is gone and nothing recorded why)."
+        ),
+    )
+    categories: Annotated[list[FailureCategory], AfterValidator(_unique)] | None = Field(
+        None,
+        max_length=len(FailureCategory),
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+        description=(
+            "Failure categories (`status.failure.category`) that are retried, e.g. `[NodeLost, GPUError, Preempted]`. "
+            "A failure is retried when its category, exit code or reason is listed. Once set, `exitCodes` and "
+            "`reasons` count only where they are set themselves (their defaults no longer apply). Unset means the "
+            "defaults of `exitCodes` and `reasons`: infrastructure is retried, the program's own errors are not."
         ),
     )
 
@@ -392,9 +416,80 @@ class RunPolicy(_Spec):
         False,
         description="Suspend the run: its Jobs are suspended and their pods deleted; false resumes.",
     )
+    stop_grace_period_seconds: StrictInt | None = Field(
+        None,
+        ge=0,
+        le=86400,
+        description=(
+            "Seconds each replica gets between SIGTERM and SIGKILL when the run is suspended, preempted, deleted or "
+            "past its deadline, to save a checkpoint (`runyard.context().should_stop()`, `runyard.on_stop`); the "
+            "pods' terminationGracePeriodSeconds. Unset: Kubernetes' 30 s (or the artifact sidecar's, if longer)."
+        ),
+    )
+    stall_timeout_seconds: StrictInt | None = Field(
+        None,
+        ge=30,
+        le=604800,
+        description=(
+            "A rank that has reported progress (runyard.log_metrics(step=...)) and then stays silent this long while "
+            "its pod runs makes the run Stalled (condition Stalled=True naming the silent ranks and their nodes; "
+            "status.progress.silentRanks); a report clears it. Unset: no stall detection. Needs the operator's "
+            "progress endpoint."
+        ),
+    )
+    restart_on_stall: bool = Field(
+        False,
+        description=(
+            "Restart the whole gang when the run is Stalled (a hung collective: the replicas resume from the newest "
+            "checkpoint), as a failure of category Stalled counted against `backoffLimit`; past it the run fails."
+        ),
+    )
 
 
 # --- spec: tracking and artifacts -------------------------------------------------------------------
+
+
+# Tracker names come from the tracker registry (runyard.trackers), imported inside these functions: the tracker
+# profiles build on these models, so this module must not load them at import time.
+
+
+def _known_tracker(value: str) -> str:
+    from runyard.trackers import registry
+
+    if value not in registry.names():
+        raise ValueError(f"unknown tracker: one of {', '.join(registry.names())}")
+    return value
+
+
+def _at_most_every_tracker(value: list[str]) -> list[str]:
+    from runyard.trackers import registry
+
+    if len(value) > len(registry.names()):
+        raise ValueError(f"at most {len(registry.names())} trackers (one of each)")
+    return value
+
+
+def _tracker_schema(schema: dict[str, Any]) -> None:
+    from runyard.trackers import registry
+
+    schema["enum"] = list(registry.names())
+
+
+def _trackers_schema(schema: dict[str, Any]) -> None:
+    from runyard.trackers import registry
+
+    # The field is optional: pydantic wraps the array in anyOf [array, null], and the CRD keeps only the array.
+    for node in (schema, *schema.get("anyOf", ())):
+        if node.get("type") == "array":
+            node["maxItems"] = len(registry.names())
+
+
+TrackerName = Annotated[
+    str,
+    AfterValidator(_known_tracker),
+    Field(description="Experiment trackers Runyard can configure for the training code."),
+    Field(json_schema_extra=_tracker_schema),
+]
 
 
 class TrackingSpec(_Spec):
@@ -404,10 +499,10 @@ class TrackingSpec(_Spec):
     run_name: str | None = Field(None, max_length=256, description="Run name in the tracker; defaults to the run.")
     params: dict[str, str] | None = Field(None, description="Hyper-parameters logged with the run.")
     tags: dict[str, str] | None = Field(None, description="Tags logged with the run.")
-    trackers: list[Tracker] | None = Field(
+    trackers: Annotated[list[TrackerName], AfterValidator(_at_most_every_tracker)] | None = Field(
         None,
-        max_length=7,
         description="Trackers to configure; empty means those the operator enables by default.",
+        json_schema_extra=_trackers_schema,
     )
 
 
@@ -451,9 +546,7 @@ class TrainingRunSpec(_Spec):
 
     model_config = ConfigDict(json_schema_extra=spec_schema_extra)
 
-    framework: Framework = Field(
-        description="Framework whose env contract is injected: pytorch, tensorflow, mpi, jax or generic."
-    )
+    framework: FrameworkName = Field(description="Framework whose env contract is injected.")
     image: str = Field(min_length=1, description="Container image of every replica (unless a role overrides it).")
     command: list[str] | None = Field(None, description="Entrypoint; the image's ENTRYPOINT when unset.")
     args: list[str] | None = Field(None, description="Arguments to the entrypoint.")
@@ -464,11 +557,7 @@ class TrainingRunSpec(_Spec):
     replicas: dict[str, ReplicaSpec] = Field(
         min_length=1,
         max_length=4,
-        description=(
-            "Roles and their replicas. pytorch, jax, generic: `node`; tensorflow: `chief` (at most 1), "
-            "`worker`, "
-            "`ps`, `evaluator` (at least a chief or a worker); mpi: `launcher` (exactly 1) and `worker`."
-        ),
+        json_schema_extra=_replicas_schema,
     )
     nproc_per_node: NprocPerNode | None = Field(
         None,
@@ -481,9 +570,12 @@ class TrainingRunSpec(_Spec):
         None,
         ge=1024,
         le=65535,
-        description="Rendezvous port: pytorch 29500, tensorflow 2222, jax 6666, generic 29500 by default.",
+        json_schema_extra=_port_schema,
     )
-    mpi: MPISpec | None = Field(None, description="MPI settings (framework mpi only).")
+    mpi: MPISpec | None = Field(
+        None,
+        description="Launcher-over-SSH settings (hostfile slots, implementation, sshd port) of MPI-style frameworks.",
+    )
     node_selector: dict[str, str] | None = Field(None, description="Node labels every pod must match.")
     affinity: dict[str, Any] | None = Field(None, description="Kubernetes `Affinity` of every pod.")
     tolerations: list[Toleration] | None = Field(None, max_length=MAX_LIST, description="Tolerations of every pod.")
@@ -531,16 +623,6 @@ class TrainingRunSpec(_Spec):
     tracking: TrackingSpec | None = Field(None, description="Experiment-tracking settings.")
     artifacts: ArtifactsSpec = Field(default_factory=ArtifactsSpec, description="Artifact directory and store.")
 
-    def roles(self) -> list[str]:
-        """The roles of this run in canonical order."""
-        return sorted(self.replicas, key=lambda r: ROLE_ORDER.index(r) if r in ROLE_ORDER else len(ROLE_ORDER))
-
-    def default_port(self) -> int:
-        """The rendezvous port: `spec.port` or the framework's default."""
-        if self.framework is Framework.MPI:
-            return self.mpi.ssh_port if self.mpi else c.DEFAULT_MPI_SSH_PORT
-        return self.port if self.port is not None else DEFAULT_PORTS[self.framework]
-
 
 # --- status -----------------------------------------------------------------------------------------
 
@@ -570,6 +652,22 @@ class FailureInfo(_Status):
     exit_code: int | None = Field(None, description="Exit code of the container.")
     reason: str | None = Field(None, description="Termination reason, e.g. OOMKilled, Error, Evicted.")
     message: str | None = Field(None, description="Termination message or log tail.")
+    category: FailureCategory | None = Field(None, description="What kind of failure it was (the retry policy's unit).")
+    node: str | None = Field(None, description="Node the failed pod ran on.")
+    rank: int | None = Field(
+        None,
+        description=(
+            "Global rank of the failed replica's first process where the framework fixes it (torch nodes: index x "
+            "nprocPerNode), else the replica's index."
+        ),
+    )
+    log_tail: str | None = Field(
+        None,
+        description=(
+            f"The last lines (at most {c.FAILURE_LOG_TAIL_LINES}, {c.FAILURE_LOG_TAIL_BYTES} bytes) of the failed "
+            "replica's trainer log, read once when the failure was recorded; credentials redacted."
+        ),
+    )
 
 
 class MLflowIds(_Status):
@@ -637,6 +735,18 @@ class GPUSummary(_Status):
     )
 
 
+class LogArchiveStatus(_Status):
+    """Where the run's rank logs were archived when its attempts ended (s3:// stores)."""
+
+    uri: str | None = Field(None, description="Directory of the archive: `<storeUri>/logs`.")
+    attempts: list[int] | None = Field(
+        None, description="Attempts whose logs are archived, each at `<uri>/attempt-<n>/<role>-<index>.log`."
+    )
+    message: str | None = Field(
+        None, description="Why logs of the last archived attempt are missing or incomplete, or why none are archived."
+    )
+
+
 class ArtifactsStatus(_Status):
     """What the run has stored."""
 
@@ -645,6 +755,78 @@ class ArtifactsStatus(_Status):
     total_bytes: int | None = Field(None, description="Total size of the stored files.")
     newest_checkpoint: str | None = Field(None, description="Path of the newest checkpoint, used to resume.")
     manifest: str | None = Field(None, description="Path of the manifest listing the stored files.")
+    logs: LogArchiveStatus | None = Field(None, description="Archived logs of the run's ranks, per attempt.")
+
+
+class CheckpointStatus(_Status):
+    """The newest complete checkpoint in the run's store, from the artifact manifest."""
+
+    uri: str = Field(description="Store URI of the checkpoint (a file, or a directory with a completion marker).")
+    step: int | None = Field(None, description="Step number in its name (None when the name has none).")
+    time: str | None = Field(None, description="When it was written.", json_schema_extra={"format": "date-time"})
+    sha256: str | None = Field(
+        None,
+        description="sha256 of the file; of a directory checkpoint, of its sorted `<sha256>  <path>` listing.",
+    )
+    bytes: int | None = Field(None, description="Its size.")
+    attempt: int | None = Field(None, description="The attempt (restarts) whose replicas wrote it, as last seen.")
+
+
+class ResumeStatus(_Status):
+    """Where the current replicas resume from: a gang restart, or replicas recreated after a suspension."""
+
+    attempt: int = Field(description="The attempt the resumed replicas belong to.")
+    step: int | None = Field(None, description="Step of the checkpoint they were handed (None when unknown).")
+    uri: str | None = Field(None, description="The checkpoint, when the operator could read the store.")
+    time: str | None = Field(None, description="When they were created.", json_schema_extra={"format": "date-time"})
+
+
+class StopStatus(_Status):
+    """Replicas stopped by a suspension or a Kueue preemption, not by a failure: they resume when the run does."""
+
+    attempt: int = Field(description="The attempt whose replicas were stopped.")
+    reason: str = Field(description="Suspended (runPolicy.suspend) or Preempted (Kueue evicted the workload).")
+    time: str | None = Field(None, description="When the stop was seen.", json_schema_extra={"format": "date-time"})
+
+
+class SilentRank(_Status):
+    """A rank that reported progress once and has been silent for longer than `runPolicy.stallTimeoutSeconds`."""
+
+    rank: int = Field(description="Global rank of the silent process.")
+    pod: str = Field(description="Its pod.")
+    node: str | None = Field(None, description="The node the pod runs on.")
+    last_report_time: str | None = Field(
+        None, description="Its last report.", json_schema_extra={"format": "date-time"}
+    )
+
+
+class ProgressStatus(_Status):
+    """How far the run got, from its ranks' progress reports (runyard.log_metrics(step=...), set_total_steps)."""
+
+    step: int = Field(description="Newest step reported by global rank 0 (by the furthest rank if rank 0 is silent).")
+    total_steps: int | None = Field(None, description="Steps the run will take, as its code reported.")
+    percent: int | None = Field(None, ge=0, le=100, description="step / totalSteps, in percent.")
+    steps_per_second: float | None = Field(None, description="Recent rate (steps per second) over this attempt.")
+    eta: str | None = Field(
+        None,
+        description="When the run should reach totalSteps at that rate.",
+        json_schema_extra={"format": "date-time"},
+    )
+    remaining: str | None = Field(None, description="Time left at that rate, as of lastReportTime (e.g. 12m30s).")
+    summary: str | None = Field(
+        None,
+        description="One-line progress for `kubectl get`, e.g. 45%(4500/10000), or 4500/? without a total (no spaces: one column field).",
+    )
+    last_report_time: str | None = Field(
+        None, description="When the newest report arrived.", json_schema_extra={"format": "date-time"}
+    )
+    reporting_ranks: int | None = Field(None, description="Ranks that reported in the current attempt.")
+    attempt: int | None = Field(None, description="Attempt (status.restarts) the reports came from.")
+    silent_ranks: list[SilentRank] | None = Field(
+        None,
+        max_length=c.MAX_SILENT_RANKS,
+        description=f"Ranks silent for longer than runPolicy.stallTimeoutSeconds (the {c.MAX_SILENT_RANKS} lowest).",
+    )
 
 
 class TrainingRunStatus(_Status):
@@ -669,6 +851,14 @@ class TrainingRunStatus(_Status):
     failure: FailureInfo | None = Field(None, description="The failure that failed or restarted the run.")
     scheduling_message: str | None = Field(None, description="Why pods are not scheduled yet, if they are not.")
     nodes: list[str] | None = Field(None, description="Nodes the run's pods run on.")
+    avoid_nodes: list[str] | None = Field(
+        None,
+        max_length=c.MAX_AVOID_NODES,
+        description=(
+            "Nodes where a replica failed with a GPU error or was lost: the run's gang restarts are not scheduled "
+            f"there (required node anti-affinity). The {c.MAX_AVOID_NODES} most recent."
+        ),
+    )
     ssh_secret: str | None = Field(
         None, description="Name of the MPI SSH Secret the operator generated for the run (framework mpi)."
     )
@@ -676,6 +866,14 @@ class TrainingRunStatus(_Status):
     tracking: TrackingStatus | None = Field(None, description="Tracker links and ids.")
     gpu: GPUSummary | None = Field(None, description="GPU usage summary.")
     artifacts: ArtifactsStatus | None = Field(None, description="Stored artifacts.")
+    progress: ProgressStatus | None = Field(None, description="How far the run got and when it should end.")
+    last_checkpoint: CheckpointStatus | None = Field(
+        None, description="The newest complete checkpoint, from the artifact manifest (s3:// stores)."
+    )
+    resumed_from: ResumeStatus | None = Field(None, description="The checkpoint the current replicas resumed from.")
+    stopped: StopStatus | None = Field(
+        None, description="Set while stopped replicas wait to resume (suspension or Kueue preemption)."
+    )
     message: str | None = Field(None, description="Human-readable summary of the current state.")
 
 

@@ -184,3 +184,31 @@ def verify(root: str | Path, doc: dict[str, Any]) -> list[str]:
         elif sha256_file(path) != e.sha256:
             problems.append(f"{e.path}: sha256 mismatch")
     return problems
+
+
+def checkpoint_record(doc: dict[str, Any]) -> dict[str, Any] | None:
+    """The manifest's newest complete checkpoint as `status.lastCheckpoint` describes it, or None.
+
+    `path` is relative to the run prefix; `step` comes from its name (None when the name has no number); `time` is
+    its newest file's mtime. A file checkpoint's `sha256` is the file's own; a directory checkpoint's is the sha256
+    of its `sha256sum`-style listing (`<sha256>  <path relative to the checkpoint>` lines, sorted by path), so one
+    value names exactly that set of files.
+    """
+    entries = entries_of(doc)
+    newest = checkpoints.newest_from_paths((e.path, e.mtime) for e in entries)
+    if newest is None:
+        return None
+    if newest.is_dir:
+        inside = sorted((e for e in entries if e.path.startswith(f"{newest.path}/")), key=lambda e: e.path)
+        listing = "".join(f"{e.sha256}  {e.path.removeprefix(newest.path + '/')}\n" for e in inside)
+        digest = hashlib.sha256(listing.encode()).hexdigest()
+    else:
+        inside = [e for e in entries if e.path == newest.path]
+        digest = inside[0].sha256 if inside else ""
+    return {
+        "path": newest.path,
+        "step": newest.step if newest.step >= 0 else None,
+        "time": format_time(max((e.mtime for e in inside), default=newest.mtime)),
+        "sha256": digest,
+        "bytes": sum(e.size for e in inside),
+    }

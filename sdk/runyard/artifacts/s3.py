@@ -89,6 +89,21 @@ def put_json(s3: Any, bucket: str, key: str, doc: dict[str, Any]) -> None:
     s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json")
 
 
+def put_bytes(s3: Any, bucket: str, key: str, data: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
+    """Store `data` at `key` in one request (callers bound its size)."""
+    s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+
+
+def get_bytes(s3: Any, bucket: str, key: str) -> bytes | None:
+    """The object at `key`, or None when there is none."""
+    try:
+        return bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    except ClientError as err:
+        if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+            return None
+        raise
+
+
 def upload_file(s3: Any, path: str | Path, bucket: str, key: str, sha256: str) -> None:
     """Upload a file (multipart when large), recording its sha256 as object metadata for later verification."""
     s3.upload_file(str(path), bucket, key, ExtraArgs={"Metadata": {SHA256_METADATA: sha256}})

@@ -11,6 +11,8 @@ SCHEMES: tuple[Scheme, ...] = ("pvc", "s3", "file")
 # Per-rank manifests live beside the rank directories, so a rank's own files can never collide with them.
 MANIFESTS_DIR = "_manifests"
 MANIFEST_FILE = "manifest.json"
+# Archived logs of the run's ranks (`logs/attempt-<n>/<rank>.log`), beside the rank directories like the manifests.
+LOGS_DIR = "logs"
 _RANK = re.compile(r"^[a-z]+-[0-9]+$")
 
 

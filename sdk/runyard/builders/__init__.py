@@ -3,16 +3,7 @@
 from runyard.builders.addressing import Addressing, KubernetesAddressing, LocalAddressing
 from runyard.builders.children import build_children, build_job, build_service
 from runyard.builders.context import BuildContext
-from runyard.builders.env import (
-    build_env,
-    build_hostfile,
-    build_tf_config,
-    framework_env,
-    primary_role,
-    resolve_nproc_per_node,
-    total_replicas,
-)
-from runyard.builders.mpi import build_mpi_configmap, build_mpi_ssh_secret
+from runyard.builders.env import build_env, framework_env, primary_role, total_replicas
 from runyard.builders.names import job_name, mpi_config_name, mpi_ssh_secret_name, pod_hostname, service_name
 from runyard.builders.pods import build_pod_template, merge_pod_template
 
@@ -23,13 +14,9 @@ __all__ = [
     "LocalAddressing",
     "build_children",
     "build_env",
-    "build_hostfile",
     "build_job",
-    "build_mpi_configmap",
-    "build_mpi_ssh_secret",
     "build_pod_template",
     "build_service",
-    "build_tf_config",
     "framework_env",
     "job_name",
     "merge_pod_template",
@@ -37,7 +24,6 @@ __all__ = [
     "mpi_ssh_secret_name",
     "pod_hostname",
     "primary_role",
-    "resolve_nproc_per_node",
     "service_name",
     "total_replicas",
 ]

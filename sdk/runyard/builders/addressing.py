@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from runyard import constants as c
-from runyard.api.v1alpha1 import ROLE_ORDER
 from runyard.builders.names import job_name, service_name
+from runyard.frameworks.registry import all_roles
 
 
 class Addressing(Protocol):
@@ -62,7 +62,7 @@ class LocalAddressing:
             raise ValueError(
                 f"local runs support at most {c.LOCAL_PORTS_PER_ROLE} replicas per role, got index {index}"
             )
-        port = self.base_port + ROLE_ORDER.index(role) * c.LOCAL_PORTS_PER_ROLE + index
+        port = self.base_port + all_roles().index(role) * c.LOCAL_PORTS_PER_ROLE + index
         if port > 65535:
             raise ValueError(f"base_port {self.base_port} is too high: {role} {index} would get port {port}")
         return port

@@ -147,8 +147,9 @@ def _sidecar(run: TrainingRun, role: str, ctx: BuildContext, store: str) -> dict
 def build_artifacts(run: TrainingRun, role: str, ctx: BuildContext) -> ArtifactsPod:
     """Volumes, trainer mounts and env, and the sync sidecar for `role`'s pods.
 
-    On a gang restart without a known checkpoint (`ctx.resume_from` unset: the operator could not read the
-    store, or the store is a PVC it cannot see), RUNYARD_RESUME_FROM names the run's directory instead, which
+    On a gang restart, or replicas recreated after a suspension stopped them, without a known checkpoint
+    (`ctx.resume_from` unset: the operator lets the replicas find the newest one, which the stopped replicas'
+    sidecars may still be uploading when it reads the store), RUNYARD_RESUME_FROM names the run's directory, which
     `runyard.artifacts.resolve_resume` searches for the newest complete checkpoint.
     """
     spec = run.spec.artifacts
@@ -157,7 +158,7 @@ def build_artifacts(run: TrainingRun, role: str, ctx: BuildContext) -> Artifacts
     resume_env: EnvList = []
     if uri and uri.scheme == "pvc":
         run_dir = uri.run(run.name).prefix
-        if ctx.restart_attempt > 0 and not ctx.resume_from:
+        if ctx.resumes and not ctx.resume_from:
             resume_env.append(_var(c.ENV_RESUME_FROM, c.RUN_ARTIFACTS_MOUNT))
         return ArtifactsPod(
             volumes=[{"name": ARTIFACTS_VOLUME, "persistentVolumeClaim": {"claimName": uri.location}}],
@@ -178,7 +179,7 @@ def build_artifacts(run: TrainingRun, role: str, ctx: BuildContext) -> Artifacts
     if not (uri and uri.scheme == "s3"):
         return ArtifactsPod(volumes=volumes, mounts=mounts)
     assert store is not None
-    if ctx.restart_attempt > 0 and not ctx.resume_from:
+    if ctx.resumes and not ctx.resume_from:
         resume_env.append(_var(c.ENV_RESUME_FROM, uri.run(run.name).uri()))
     return ArtifactsPod(
         volumes=volumes,

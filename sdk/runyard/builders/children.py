@@ -5,18 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from runyard import constants as c
-from runyard.api.v1alpha1 import Framework, TrainingRun
+from runyard import frameworks
+from runyard.api.v1alpha1 import TrainingRun
 from runyard.builders.context import BuildContext
 from runyard.builders.meta import object_meta, role_labels, run_labels
-from runyard.builders.mpi import build_mpi_configmap, build_mpi_ssh_secret
 from runyard.builders.names import job_name, service_name
 from runyard.builders.pods import build_pod_template
 
 
 def build_service(run: TrainingRun) -> dict[str, Any]:
     """Headless Service `<run>`: gives every pod the DNS name `<hostname>.<run>.<ns>.svc`, ready or not."""
-    port_name = "ssh" if run.spec.framework is Framework.MPI else "rendezvous"
-    port = run.spec.default_port()
+    profile = frameworks.of(run.spec)
+    port_name, port = profile.port_name, profile.port(run.spec)
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -67,16 +67,14 @@ def build_job(run: TrainingRun, role: str, ctx: BuildContext) -> dict[str, Any]:
 
 
 def build_children(run: TrainingRun, ctx: BuildContext) -> list[dict[str, Any]]:
-    """Every object the run needs, in creation order: Service, MPI ConfigMap and Secret, Jobs.
+    """Every object the run needs, in creation order: Service, the framework's own objects, Jobs.
 
     All replicas of a role share one Indexed Job, so PyTorch/JAX/generic runs are one Job (one Kueue gang).
-    An MPI run's SSH Secret is included (with a generated name) unless `ctx.ssh_secret_name` names the one that
-    exists. Raises ValueError when the run lacks a name or uid, or a new MPI Secret lacks its keypair in `ctx`.
+    An SSH-launched run (MPI) adds its hostfile ConfigMap and, unless `ctx.ssh_secret_name` names the one that
+    exists, its SSH Secret (with a generated name). Raises ValueError when the run lacks a name or uid, or a new SSH
+    Secret lacks its keypair in `ctx`.
     """
-    children: list[dict[str, Any]] = [build_service(run)]
-    if run.spec.framework is Framework.MPI:
-        children.append(build_mpi_configmap(run, ctx))
-        if ctx.ssh_secret_name is None:
-            children.append(build_mpi_ssh_secret(run, ctx))
-    children += [build_job(run, role, ctx) for role in run.spec.roles()]
+    profile = frameworks.of(run.spec)
+    children: list[dict[str, Any]] = [build_service(run), *profile.children(run, ctx)]
+    children += [build_job(run, role, ctx) for role in profile.ordered_roles(run.spec)]
     return children

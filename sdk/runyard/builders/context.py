@@ -14,6 +14,8 @@ class BuildContext:
     """
 
     restart_attempt: int = 0
+    # The replicas replace ones a suspension or preemption stopped (same attempt): they resume like a restart's.
+    resuming: bool = False
     # Env entries the operator injects (tracker URIs, tokens...); spec.env still wins on equal names.
     extra_env: tuple[dict[str, Any], ...] = ()
     resume_from: str | None = None
@@ -23,3 +25,12 @@ class BuildContext:
     ssh_secret_name: str | None = None
     # Appended to in-cluster host names (`...svc.<domain>`); None relies on the pods' DNS search path.
     cluster_domain: str | None = None
+    # Nodes where this run's replicas hit a GPU or node fault (status.avoidNodes): a restart's pods must not go there.
+    avoid_nodes: tuple[str, ...] = ()
+    # Where ranks send progress reports (the operator's endpoint); None: no reports, no token volume.
+    progress_url: str | None = None
+
+    @property
+    def resumes(self) -> bool:
+        """Whether the replicas continue earlier ones (a gang restart, or after a stop) from their checkpoint."""
+        return self.restart_attempt > 0 or self.resuming

@@ -20,7 +20,7 @@ def run_labels(run: TrainingRun) -> dict[str, str]:
     labels = {c.LABEL_RUN_NAME: run.name}
     if run.metadata.uid:
         labels[c.LABEL_RUN_UID] = run.metadata.uid
-    labels |= {c.LABEL_FRAMEWORK: run.spec.framework.value, c.LABEL_MANAGED_BY: c.MANAGED_BY_VALUE}
+    labels |= {c.LABEL_FRAMEWORK: run.spec.framework, c.LABEL_MANAGED_BY: c.MANAGED_BY_VALUE}
     return labels
 
 

@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any
 
 from runyard import constants as c
-from runyard.api.v1alpha1 import Framework, MPISpec, TrainingRun
+from runyard import frameworks
+from runyard.api.v1alpha1 import TrainingRun
 from runyard.builders.addressing import KubernetesAddressing
 from runyard.builders.artifacts import add_env, build_artifacts
 from runyard.builders.context import BuildContext
 from runyard.builders.env import build_env
-from runyard.builders.launch import wrap_command
 from runyard.builders.meta import namespace_of, role_labels
-from runyard.builders.mpi import (
-    hostfile_mount,
-    hostfile_volume,
-    ssh_mounts,
-    ssh_volumes,
-    sshd_script,
-    wait_for_workers_script,
-)
 from runyard.builders.names import service_name
 
 SHM_VOLUME = "runyard-shm"
@@ -116,6 +109,23 @@ def _tolerations(run: TrainingRun) -> list[dict[str, Any]]:
     return tolerations
 
 
+def avoid_nodes_affinity(affinity: dict[str, Any] | None, nodes: tuple[str, ...]) -> dict[str, Any] | None:
+    """`affinity` with a required `kubernetes.io/hostname NotIn nodes`; the spec's own node affinity is kept.
+
+    Required terms are ORed: the exclusion goes into every term, so no term can still select an avoided node.
+    """
+    if not nodes:
+        return affinity
+    merged = copy.deepcopy(affinity) if affinity else {}
+    required = merged.setdefault("nodeAffinity", {}).setdefault("requiredDuringSchedulingIgnoredDuringExecution", {})
+    avoid = {"key": c.LABEL_HOSTNAME, "operator": "NotIn", "values": sorted(set(nodes))}
+    terms = required.get("nodeSelectorTerms") or [{}]
+    for term in terms:
+        term["matchExpressions"] = [*(term.get("matchExpressions") or []), copy.deepcopy(avoid)]
+    required["nodeSelectorTerms"] = terms
+    return merged
+
+
 def _env_from(run: TrainingRun) -> list[dict[str, Any]]:
     spec = run.spec
     env_from = [e.model_dump(by_alias=True, exclude_none=True) for e in spec.env_from or ()]
@@ -125,42 +135,65 @@ def _env_from(run: TrainingRun) -> list[dict[str, Any]]:
     return env_from
 
 
+@dataclass(frozen=True)
+class _Channel:
+    env: list[dict[str, Any]]
+    volumes: list[dict[str, Any]]
+    mounts: list[dict[str, Any]]
+
+
+def _progress_channel(url: str) -> _Channel:
+    """Env and a projected ServiceAccount token (audience runyard.dev/progress) for progress reports.
+
+    The token proves which pod is reporting (the operator reviews it with the API server); it is bound to the pod, so it
+    dies with it, and it grants nothing else: its audience is not the API server's.
+    """
+    token = {
+        "audience": c.PROGRESS_AUDIENCE,
+        "expirationSeconds": c.PROGRESS_TOKEN_SECONDS,
+        "path": c.PROGRESS_TOKEN_FILE,
+    }
+    return _Channel(
+        env=[
+            {"name": c.ENV_PROGRESS_URL, "value": url},
+            {"name": c.ENV_PROGRESS_TOKEN_FILE, "value": f"{c.PROGRESS_TOKEN_DIR}/{c.PROGRESS_TOKEN_FILE}"},
+        ],
+        volumes=[{"name": c.PROGRESS_VOLUME, "projected": {"sources": [{"serviceAccountToken": token}]}}],
+        mounts=[{"name": c.PROGRESS_VOLUME, "mountPath": c.PROGRESS_TOKEN_DIR, "readOnly": True}],
+    )
+
+
 def build_pod_template(run: TrainingRun, role: str, ctx: BuildContext) -> dict[str, Any]:
     """The PodTemplateSpec of `role`'s Indexed Job, with `spec.podTemplate` merged over it."""
     spec = run.spec
     replica = spec.replicas[role]
+    profile = frameworks.of(spec)
     addressing = KubernetesAddressing(run.name, namespace_of(run), ctx.cluster_domain)
-    is_mpi = spec.framework is Framework.MPI
-    mpi = spec.mpi or MPISpec()
-    port = spec.default_port()
 
     container: dict[str, Any] = {"name": c.CONTAINER_NAME, "image": replica.image or spec.image}
-    command = replica.command if replica.command is not None else spec.command
-    args = replica.args if replica.args is not None else spec.args
-    torchrun = False
-    if is_mpi and role == c.ROLE_WORKER and replica.command is None:
-        # MPI workers only host the ranks mpirun starts over SSH.
-        command, args = ["/bin/sh", "-c", sshd_script(mpi.ssh_port)], None
-    else:
-        launched = wrap_command(spec.framework, command, args)
-        torchrun = launched != (command, args)
-        command, args = launched
-    if command is not None:
-        container["command"] = list(command)
-    if args is not None:
-        container["args"] = list(args)
+    launch = profile.launch(
+        run,
+        role,
+        replica.command if replica.command is not None else spec.command,
+        replica.args if replica.args is not None else spec.args,
+    )
+    if launch.command is not None:
+        container["command"] = list(launch.command)
+    if launch.args is not None:
+        container["args"] = list(launch.args)
     artifacts = build_artifacts(run, role, ctx)
     container["env"] = add_env(build_env(run, role, None, addressing, ctx), artifacts.env)
-    if torchrun and not any(e["name"] == c.ENV_TORCHELASTIC_ERROR_FILE for e in container["env"]):
+    if launch.error_file and not any(e["name"] == c.ENV_TORCHELASTIC_ERROR_FILE for e in container["env"]):
         container["env"].append({"name": c.ENV_TORCHELASTIC_ERROR_FILE, "value": c.TERMINATION_LOG_PATH})
     env_from = _env_from(run)
     if env_from:
         container["envFrom"] = env_from
-    if not (is_mpi and role == c.ROLE_LAUNCHER):
-        port_name = "ssh" if is_mpi else "rendezvous"
-        container["ports"] = [{"name": port_name, "containerPort": port, "protocol": "TCP"}]
-    if is_mpi and role == c.ROLE_WORKER:
-        container["readinessProbe"] = {"tcpSocket": {"port": port}, "periodSeconds": 5}
+    port = profile.container_port(run, role)
+    if port is not None:
+        container["ports"] = [port]
+    probe = profile.readiness_probe(run, role)
+    if probe is not None:
+        container["readinessProbe"] = probe
     resources = _resources(run, role)
     if resources:
         container["resources"] = resources
@@ -179,25 +212,15 @@ def build_pod_template(run: TrainingRun, role: str, ctx: BuildContext) -> dict[s
         )
         mounts.append({"name": SHM_VOLUME, "mountPath": c.SHM_MOUNT})
     init_containers: list[dict[str, Any]] = list(artifacts.init_containers)
-    if is_mpi:
-        volumes += ssh_volumes(run, ctx)
-        mounts += ssh_mounts()
-        if role == c.ROLE_LAUNCHER:
-            volumes.append(hostfile_volume(run))
-            mounts.append(hostfile_mount())
-            init_containers.append(
-                {
-                    "name": "wait-for-workers",
-                    "image": container["image"],
-                    "command": [
-                        "/bin/sh",
-                        "-c",
-                        wait_for_workers_script(run, ctx, mpi, c.DEFAULT_MPI_WAIT_SECONDS),
-                    ],
-                    "securityContext": _container_security(run),
-                    "volumeMounts": ssh_mounts(),
-                }
-            )
+    extra = profile.pod_additions(run, role, ctx, container["image"], _container_security(run))
+    volumes += extra.volumes
+    mounts += extra.mounts
+    init_containers += extra.init_containers
+    if ctx.progress_url:
+        progress = _progress_channel(ctx.progress_url)
+        container["env"] = add_env(container["env"], progress.env)
+        volumes += progress.volumes
+        mounts += progress.mounts
     volumes += list(spec.volumes or ())
     mounts += [m.model_dump(by_alias=True, exclude_none=True) for m in spec.volume_mounts or ()]
     container["volumeMounts"] = mounts
@@ -209,8 +232,10 @@ def build_pod_template(run: TrainingRun, role: str, ctx: BuildContext) -> dict[s
         "enableServiceLinks": False,
         "securityContext": _pod_security(run),
     }
-    if artifacts.termination_grace_period_seconds is not None:
-        pod_spec["terminationGracePeriodSeconds"] = artifacts.termination_grace_period_seconds
+    graces = [g for g in (artifacts.termination_grace_period_seconds, spec.run_policy.stop_grace_period_seconds) if g]
+    if graces or spec.run_policy.stop_grace_period_seconds == 0:
+        # The longer need wins: the trainer's checkpoint and the sidecar's last upload happen in the same window.
+        pod_spec["terminationGracePeriodSeconds"] = max(graces, default=0)
     if init_containers:
         pod_spec["initContainers"] = init_containers
     pod_spec["containers"] = [container]
@@ -230,4 +255,7 @@ def build_pod_template(run: TrainingRun, role: str, ctx: BuildContext) -> dict[s
         template = merge_pod_template(template, spec.pod_template)
         # The Service selector and the operator's bookkeeping rely on these labels: keep them.
         template["metadata"]["labels"] = {**template["metadata"].get("labels", {}), **labels}
+    if ctx.avoid_nodes:
+        # After the merge, so a podTemplate affinity cannot drop the exclusion of a node that failed this run.
+        template["spec"]["affinity"] = avoid_nodes_affinity(template["spec"].get("affinity"), ctx.avoid_nodes)
     return template

@@ -1,4 +1,4 @@
-"""Experiment tracking: pure env rendering per tracker, local-run tracking and the in-pod metric logger (lazy)."""
+"""Experiment tracking: env rendering over the tracker registry, local-run tracking, in-pod logger and recipes (lazy)."""
 
 from __future__ import annotations
 

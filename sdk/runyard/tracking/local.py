@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runyard import constants as c
-from runyard.api.v1alpha1 import Tracker, TrainingRun
+from runyard.api.v1alpha1 import TrainingRun
+from runyard.trackers.mlflow import MLflow
 from runyard.tracking import env as tenv
 from runyard.tracking import mlflow_ops
 from runyard.tracking.mlflow_ops import TerminalStatus
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 # Local runs track into MLflow when the run names no tracker: it is the one backend that works offline.
-LOCAL_DEFAULT_TRACKERS: tuple[str, ...] = (Tracker.MLFLOW.value,)
+LOCAL_DEFAULT_TRACKERS: tuple[str, ...] = (MLflow.name,)
 
 
 def default_tracking_uri(state_dir: Path) -> str:
@@ -116,7 +117,7 @@ def start_local_tracking(
     uri: str | None = None
     experiment_id = run_id = url = None
     target: tenv.MLflowTarget | None = None
-    if Tracker.MLFLOW in chosen:
+    if MLflow.name in chosen:
         uri = tracking_uri or os.environ.get(c.ENV_MLFLOW_TRACKING_URI) or default_tracking_uri(state_dir)
         artifacts = (state_dir / c.LOCAL_MLFLOW_ARTIFACTS).as_uri() if _is_local_store(uri) else None
         client = mlflow_ops.client_for(uri)

@@ -126,5 +126,10 @@ def default_logger() -> MetricLogger:
 
 
 def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
-    """Log `metrics` to this run's tracker through the process-wide MetricLogger (buffered)."""
+    """Log `metrics` to this run's tracker through the process-wide MetricLogger (buffered); `step` is also this
+    process's progress report (see runyard.progress)."""
     default_logger().log(metrics, step=step)
+    if step is not None:
+        from runyard.progress import report_progress
+
+        report_progress(step)

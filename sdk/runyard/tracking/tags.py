@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from runyard import constants as c
+from runyard import frameworks
 from runyard.api.v1alpha1 import TrainingRun
 
 _GIT_TAGS = {
@@ -20,11 +21,11 @@ def run_tags(run: TrainingRun, uid: str) -> dict[str, str]:
     User tags come last but never replace the identity tags, which idempotent lookups rely on.
     """
     spec = run.spec
-    roles = spec.roles()
+    roles = frameworks.roles_of(spec)
     tags: dict[str, str] = {
         c.TAG_K8S_RUN_NAME: run.name,
         c.TAG_K8S_RUN_UID: uid,
-        c.TAG_K8S_FRAMEWORK: spec.framework.value,
+        c.TAG_K8S_FRAMEWORK: spec.framework,
         c.TAG_K8S_IMAGE: spec.image,
         c.TAG_K8S_REPLICAS: ",".join(f"{r}={spec.replicas[r].replicas}" for r in roles),
         c.TAG_K8S_GPUS_PER_REPLICA: ",".join(f"{r}={spec.replicas[r].resources.gpus}" for r in roles),

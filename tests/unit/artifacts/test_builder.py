@@ -112,6 +112,11 @@ def test_restart_resume_env() -> None:
     assert env[c.ENV_RESUME_FROM] == c.RUN_ARTIFACTS_MOUNT
     env = env_of(build_pod_template(pvc, "node", BuildContext())["spec"]["containers"][0])
     assert c.ENV_RESUME_FROM not in env
+    # Replicas replacing ones a suspension or preemption stopped resume too, in the same attempt.
+    for run in (run_with(S3_ARTIFACTS), pvc):
+        env = env_of(build_pod_template(run, "node", BuildContext(resuming=True))["spec"]["containers"][0])
+        assert env[c.ENV_RESUME_FROM] in ("s3://ml-artifacts/team-a/r1", c.RUN_ARTIFACTS_MOUNT)
+        assert env[c.ENV_RESTART_ATTEMPT] == "0"
 
 
 def test_operator_defaults_arrive_through_extra_env_and_spec_wins() -> None:

@@ -165,3 +165,29 @@ def test_pvc_store_in_local_mode(tmp_path: Path) -> None:
     assert manifest.verify(Path(summary.manifest).parent, doc) == []
     assert local_run_dir("file:///data/store", "r1", root) == Path("/data/store/r1")
     assert local_run_dir(None, "r1", root) == root / "r1"
+
+
+def test_checkpoint_record_names_the_newest_checkpoint_with_its_digest() -> None:
+    t = manifest.format_time
+
+    def entry(path: str, sha: str, at: float, size: int = 10) -> manifest.Entry:
+        return manifest.Entry(path, size, sha, path.split("/", 1)[0], t(at))
+
+    assert manifest.checkpoint_record(manifest.manifest_document([entry("node-0/model.pt", "a" * 64, 1.0)])) is None
+    files = [entry("node-0/checkpoints/step-000100.pt", "b" * 64, 10.0), entry("node-0/logs.txt", "c" * 64, 50.0)]
+    record = manifest.checkpoint_record(manifest.manifest_document(files))
+    assert record == {"path": "node-0/checkpoints/step-000100.pt", "step": 100, "time": t(10.0), "sha256": "b" * 64,
+                      "bytes": 10}  # fmt: skip
+    # A directory checkpoint: the digest of its sha256sum-style listing, so it names exactly that set of files.
+    shards = [
+        entry("node-1/checkpoints/step-000150/b.bin", "2" * 64, 15.0, 5),
+        entry("node-1/checkpoints/step-000150/a.bin", "1" * 64, 14.0, 7),
+        entry("node-1/checkpoints/step-000150/_COMPLETE", "3" * 64, 16.0, 0),
+    ]
+    record = manifest.checkpoint_record(manifest.manifest_document(files + shards))
+    listing = f"{'3' * 64}  _COMPLETE\n{'1' * 64}  a.bin\n{'2' * 64}  b.bin\n"
+    assert record is not None and record["path"] == "node-1/checkpoints/step-000150" and record["step"] == 150
+    assert record["sha256"] == hashlib.sha256(listing.encode()).hexdigest() and record["bytes"] == 12
+    assert record["time"] == t(16.0)
+    unnumbered = [entry("node-0/checkpoints/last.pt", "d" * 64, 99.0)]
+    assert manifest.checkpoint_record(manifest.manifest_document(unnumbered))["step"] is None  # type: ignore[index]

@@ -1,4 +1,7 @@
-"""ArtifactsPlugin against a real S3 server: defaults, resume on restart, status.artifacts, MLflow, deletion."""
+"""ArtifactsPlugin against a real S3 server: defaults, resume on restart, status.artifacts, MLflow, deletion.
+
+The plugin never calls the API: status.artifacts goes back through hooks and contributions, which the controller writes.
+"""
 
 from __future__ import annotations
 
@@ -21,20 +24,11 @@ from tests.unit.artifacts.s3server import S3Server
 from tests.unit.factories import manifest
 
 
-class FakeKube:
-    """The one call the plugin makes: patch the status. It never reads a Secret (`get` fails the test)."""
+class NoKube:
+    """The plugin reads no Secret and writes no status: any API call fails the test."""
 
-    def __init__(self, server: S3Server) -> None:
-        self.patches: list[dict[str, Any]] = []
-
-    async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any]:
-        raise AssertionError(f"the operator must not read {kind} {namespace}/{name}")
-
-    async def patch(
-        self, kind: str, namespace: str, name: str, body: dict[str, Any], sub: str | None = None
-    ) -> dict[str, Any]:
-        self.patches.append(body)
-        return {}
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the artifacts plugin called Kube.{name}")
 
 
 @pytest.fixture(autouse=True)
@@ -50,7 +44,6 @@ def plugin_for(
     config = OperatorConfig.model_validate({"artifacts": artifacts or {}})
     plugin = ArtifactsPlugin.from_config(config)
     assert plugin is not None
-    plugin.kube = FakeKube(server)  # type: ignore[assignment]
     plugin.mlflow_uri = mlflow_uri
     return plugin
 
@@ -97,6 +90,16 @@ def test_restart_resumes_from_newest_checkpoint_and_finish_writes_manifest(
     restart = asyncio.run(plugin.prepare(run, {"phase": "Restarting", "restarts": 1, **first.status}))
     artifacts = restart.status["artifacts"]
     assert artifacts["newestCheckpoint"] == f"s3://{bucket}/team/r1/node-0/checkpoints/step-000002"
+    # status.lastCheckpoint and status.resumedFrom name it, with its step and the digest of its files.
+    last = restart.status["lastCheckpoint"]
+    assert (last["uri"], last["step"], last["attempt"]) == (artifacts["newestCheckpoint"], 2, 1)
+    assert len(last["sha256"]) == 64 and last["bytes"] > 0 and last["time"]
+    resumed = restart.status["resumedFrom"]
+    assert (resumed["attempt"], resumed["step"], resumed["uri"]) == (1, 2, last["uri"])
+    # Replicas a suspension stopped resume the same way, in the same attempt.
+    stopped = {"phase": "Suspended", "restarts": 0, "stopped": {"attempt": 0, "reason": "Preempted"}}
+    replaced = asyncio.run(plugin.prepare(run, stopped | first.status))
+    assert replaced.status["resumedFrom"]["attempt"] == 0 and replaced.status["resumedFrom"]["step"] == 2
     assert artifacts["files"] == 4 and artifacts["totalBytes"] == sum(len(d) for d in files.values())
     # The controller passes newestCheckpoint as BuildContext.resume_from: the new pods get it.
     template = build_pod_template(
@@ -105,7 +108,9 @@ def test_restart_resumes_from_newest_checkpoint_and_finish_writes_manifest(
     env = {e["name"]: e.get("value") for e in template["spec"]["containers"][0]["env"]}
     assert env[c.ENV_RESUME_FROM] == artifacts["newestCheckpoint"]
 
-    done = asyncio.run(plugin.finished(run, {"phase": "Succeeded", **restart.status}))["artifacts"]
+    finished = asyncio.run(plugin.finished(run, {"phase": "Succeeded", "restarts": 1, **restart.status}))
+    assert finished["lastCheckpoint"]["step"] == 2 and finished["lastCheckpoint"]["attempt"] == 1
+    done = finished["artifacts"]
     assert done["manifest"] == f"s3://{bucket}/team/r1/manifest.json"
     assert done["storeUri"] == f"s3://{bucket}/team/r1" and done["files"] == 4
     doc = s3.get_json(s3_server.client(), bucket, "team/r1/manifest.json")
@@ -182,7 +187,8 @@ def test_cluster_defaults_reach_the_pod_template(s3_server: S3Server) -> None:
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_manifest_and_location_logged_to_mlflow(s3_server: S3Server, bucket: str, tmp_path: Path) -> None:
-    mlflow = pytest.importorskip("mlflow")
+    import mlflow
+
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = mlflow.tracking.MlflowClient(tracking_uri=uri)
     experiment = client.create_experiment("artifacts", artifact_location=(tmp_path / "mlartifacts").as_uri())
@@ -209,8 +215,8 @@ def test_failed_run_is_summarised_again_after_the_last_final_sync(
     plugin = plugin_for(s3_server)
     plugin.settle_poll_seconds = 0.05
     pods = [SimpleNamespace(phase="Running")]
-    kube = plugin.kube
-    plugin.ctx = PluginContext(kube=kube, runs=list, pods_of=lambda uid: pods, reconcile=lambda key: None)  # type: ignore[arg-type,return-value]
+    woken: list[tuple[str, str]] = []
+    plugin.ctx = PluginContext(kube=NoKube(), runs=list, pods_of=lambda uid: pods, reconcile=woken.append)  # type: ignore[arg-type,return-value]
     run = s3_run(s3_server, bucket)
     seed(s3_server, bucket, tmp_path)
 
@@ -228,6 +234,9 @@ def test_failed_run_is_summarised_again_after_the_last_final_sync(
 
     first = asyncio.run(scenario())
     assert first["artifacts"]["files"] == 4
-    patched = kube.patches[-1]["status"]["artifacts"]  # type: ignore[union-attr]
-    assert patched["files"] == 5
-    assert patched["newestCheckpoint"] == f"s3://{bucket}/team/r1/node-1/checkpoints/step-000009.pt"
+    # The late summary is a contribution for the controller's next write, which it wakes.
+    pending = plugin.ctx.status.pending(str(run.metadata.uid))
+    assert pending is not None and woken == [(run.metadata.namespace, "r1")]
+    artifacts = pending.apply({"artifacts": first["artifacts"]})["artifacts"]
+    assert artifacts["files"] == 5 and artifacts["storeUri"] == f"s3://{bucket}/team/r1"
+    assert artifacts["newestCheckpoint"] == f"s3://{bucket}/team/r1/node-1/checkpoints/step-000009.pt"

@@ -1,4 +1,5 @@
-"""GPUPlugin with a fake API door, source and sink: status.gpu, GPUsIdle, Events, /metrics, tracker, finish, restart."""
+"""GPUPlugin with a fake source and sink and the controller's merge: status.gpu, GPUsIdle, Events, /metrics, tracker,
+finish, restart. The plugin never calls the API: its status and Events reach the run through contributions."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from prometheus_client import generate_latest
 from runyard.api import TrainingRun
 from runyard_operator import metrics
 from runyard_operator.config import OperatorConfig
+from runyard_operator.controller import status_patch
 from runyard_operator.gpu.accounting import Point
 from runyard_operator.gpu.config import GPUMetricsConfig
 from runyard_operator.gpu.parser import GPUSample
@@ -19,7 +21,7 @@ from runyard_operator.gpu.plugin import GPUPlugin
 from runyard_operator.gpu.sinks import MLflowSink, mlflow_keys
 from runyard_operator.gpu.sources import Target
 from runyard_operator.observe import PodView
-from runyard_operator.plugins import PluginContext
+from runyard_operator.plugins import PluginContext, StatusContributions
 
 NS, NAME, UID = "team", "llm", "run-uid-1"
 
@@ -48,22 +50,37 @@ def pod_view(index: int, node: str, gpus: int = 2, phase: str = "Running") -> Po
 T0 = 1767225600.0  # 2026-01-01T00:00:00Z
 
 
-class FakeKube:
-    def __init__(self, body: dict[str, Any]) -> None:
+class NoKube:
+    """The API door a plugin gets: the GPU plugin (with its source given) must not use it, least of all to patch."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the GPU plugin called Kube.{name}: the controller is the status' only writer")
+
+
+class Writer:
+    """What the controller does when a contribution wakes the run: merge it into the status, write once, post Events.
+
+    (tests/unit/operator/test_controller.py drives the real controller through the same contributions.)
+    """
+
+    def __init__(self, body: dict[str, Any], store: StatusContributions) -> None:
         self.body = body
+        self.store = store
         self.patches: list[dict[str, Any]] = []
         self.events: list[tuple[str, str, str]] = []
 
-    async def patch(
-        self, kind: str, ns: str, name: str, body: Mapping[str, Any], sub: str | None = None
-    ) -> dict[str, Any]:
-        assert (kind, ns, name, sub) == ("TrainingRun", NS, NAME, "status")
-        self.patches.append(dict(body["status"]))
-        self.body.setdefault("status", {}).update(body["status"])  # top-level merge, as the apiserver does here
-        return self.body
-
-    async def post_event(self, involved: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
-        self.events.append((type_, reason, message))
+    def reconcile(self, key: tuple[str, str]) -> None:
+        assert key == (NS, NAME)
+        pending = self.store.pending(UID)
+        if pending is None:
+            return
+        old = self.body.get("status") or {}
+        new = pending.apply(old)
+        if patch := status_patch(old, new):
+            self.patches.append(patch)
+            self.body["status"] = new
+            self.events += pending.event_list()
+        self.store.written(UID, pending)
 
 
 class FakeSource:
@@ -132,7 +149,8 @@ def run_body(phase: str = "Running") -> dict[str, Any]:
 class Harness:
     def __init__(self, cfg: dict[str, Any] | None = None, body: dict[str, Any] | None = None) -> None:
         self.body = body or run_body()
-        self.kube = FakeKube(self.body)
+        store = StatusContributions()
+        self.writer = Writer(self.body, store)
         self.source = FakeSource()
         self.sink = FakeSink()
         self.now = T0
@@ -143,10 +161,11 @@ class Harness:
         )
         self.plugin = GPUPlugin(config, source=self.source, sink=self.sink, clock=lambda: self.now)
         self.ctx = PluginContext(
-            kube=self.kube,  # type: ignore[arg-type]
+            kube=NoKube(),  # type: ignore[arg-type]
             runs=self.runs,
             pods_of=lambda uid: list(self.pods) if uid == UID else [],
-            reconcile=lambda key: None,
+            reconcile=self.writer.reconcile,
+            status=store,
         )
         self.plugin.attach(self.ctx)  # drive rounds by hand instead of the timer loop
 
@@ -212,41 +231,58 @@ def test_rounds_write_status_series_and_metrics() -> None:
     assert f"runyard_trainingrun_gpu_seconds_total{{{labels}}} 240.0" in text
     assert "runyard_trainingrun_gpu_energy_joules_total{" in text
     assert "runyard_trainingrun_gpu_memory_used_peak_bytes{" in text
-    assert not h.kube.events and "conditions" not in h.kube.patches[-1]
+    assert not h.writer.events and "conditions" not in h.writer.patches[-1]
 
 
 def test_idle_condition_and_events_keep_other_conditions() -> None:
     h = Harness()
     h.round(util=2.0)
     h.round(util=1.0)
-    assert not h.kube.events  # 15 s idle so far, threshold is 30 s
+    assert not h.writer.events  # 15 s idle so far, threshold is 30 s
     h.round(util=1.0)
     h.round(util=1.0)
-    assert [e[:2] for e in h.kube.events] == [("Warning", "GPUsIdle")]
+    assert [e[:2] for e in h.writer.events] == [("Warning", "GPUsIdle")]
     conditions = {c["type"]: c for c in h.body["status"]["conditions"]}
     assert set(conditions) == {"Running", "Custom", "GPUsIdle"}  # the full list, ours replaced or appended
     idle = conditions["GPUsIdle"]
     assert (idle["status"], idle["reason"], idle["observedGeneration"]) == ("True", "LowUtilization", 3)
     assert idle["lastTransitionTime"].endswith("Z") and "below 10%" in idle["message"]
     h.round(util=1.0)
-    assert len(h.kube.events) == 1  # no repeat while it stays idle
+    assert len(h.writer.events) == 1  # no repeat while it stays idle
     h.round(util=80.0)
-    assert [e[1] for e in h.kube.events] == ["GPUsIdle", "GPUsActive"]
+    assert [e[1] for e in h.writer.events] == ["GPUsIdle", "GPUsActive"]
     conditions = {c["type"]: c for c in h.body["status"]["conditions"]}
     assert (conditions["GPUsIdle"]["status"], conditions["GPUsIdle"]["reason"]) == ("False", "GPUsActive")
 
 
-def test_condition_lost_to_a_concurrent_lifecycle_write_is_restored() -> None:
+def test_summary_waits_for_the_status_interval_but_an_idle_transition_does_not() -> None:
+    h = Harness({"statusIntervalSeconds": 60})
+    h.round(util=1.0)  # the first round always publishes a summary
+    assert [set(p) for p in h.writer.patches] == [{"gpu"}]
+    h.round(util=1.0)
+    h.round(util=1.0)  # idle for 30 s: the condition and its Event go out now, the summary waits
+    assert [set(p) for p in h.writer.patches] == [{"gpu"}, {"conditions"}]
+    assert [e[1] for e in h.writer.events] == ["GPUsIdle"]
+    h.round(util=1.0)
+    h.round(util=1.0)  # 60 s after the first summary
+    assert [set(p) for p in h.writer.patches] == [{"gpu"}, {"conditions"}, {"gpu"}]
+
+
+def test_idle_condition_is_merged_by_type_and_survives_a_restart_without_a_second_event() -> None:
     h = Harness()
     for _ in range(4):
         h.round(util=0.0)
-    assert any(c["type"] == "GPUsIdle" for c in h.body["status"]["conditions"])
-    h.body["status"]["conditions"] = [c for c in h.body["status"]["conditions"] if c["type"] != "GPUsIdle"]
-    h.round(util=0.0)
-    h.round(util=0.0)
-    h.round(util=0.0)
-    assert any(c["type"] == "GPUsIdle" and c["status"] == "True" for c in h.body["status"]["conditions"])
-    assert len(h.kube.events) == 1
+    conditions = h.body["status"]["conditions"]
+    assert [c["type"] for c in conditions] == ["Running", "Custom", "GPUsIdle"]  # map list: ours appended once
+    since = conditions[-1]["lastTransitionTime"]
+    # A new operator process: the plugin's state comes back from status (status.gpu and the condition).
+    h2 = Harness(body=h.body)
+    h2.now, h2.source.energy = h.now, h.source.energy
+    h2.round(util=0.0)
+    assert not h2.writer.events and h2.body["status"]["conditions"][-1]["lastTransitionTime"] == since
+    h2.round(util=90.0)
+    assert [e[1] for e in h2.writer.events] == ["GPUsActive"]
+    assert [c["type"] for c in h2.body["status"]["conditions"]] == ["Running", "Custom", "GPUsIdle"]
 
 
 def test_finished_closes_intervals_and_logs_summary() -> None:
@@ -298,7 +334,7 @@ def test_finished_without_samples_changes_nothing() -> None:
 def test_pending_and_cpu_runs_are_not_sampled() -> None:
     h = Harness(body=run_body("Pending"))
     h.round()
-    assert h.source.calls == [] and h.kube.patches == []
+    assert h.source.calls == [] and h.writer.patches == []
 
 
 class FakeMlflowClient:

@@ -12,10 +12,17 @@ from typing import Any
 import pytest
 import yaml
 
+from runyard_operator.artifacts.config import parse_artifacts_config
 from runyard_operator.config import OperatorConfig
+from runyard_operator.gpu.config import parse_gpu_config
 from tests.unit.helm.chart import CHART, ROOT, SCENARIOS, documents, find, helm, helm_path, template
 
-pytestmark = pytest.mark.skipif(not helm_path().exists(), reason="helm not built: run `make binaries`")
+
+@pytest.fixture(autouse=True)
+def _helm_built() -> None:
+    # CI builds helm: a missing binary is a broken setup, not a reason to pass silently.
+    assert helm_path().exists(), "helm not built: run `make binaries`"
+
 
 GOLDEN = Path(__file__).parent / "golden"
 CRD_NAME = "trainingruns.runyard.dev"
@@ -93,10 +100,8 @@ def test_rendered_config_is_valid_operator_config(scenario: Path) -> None:
     config = OperatorConfig.model_validate(_config(documents(template("-f", str(scenario)))))
     assert config.tracking is not None
     # The plugins validate their own sections (free-form dicts in OperatorConfig).
-    gpu = pytest.importorskip("runyard_operator.gpu.config")
-    artifacts = pytest.importorskip("runyard_operator.artifacts.config")
-    gpu.parse_gpu_config(config.gpu_metrics)
-    artifacts.parse_artifacts_config(config.artifacts)
+    parse_gpu_config(config.gpu_metrics)
+    parse_artifacts_config(config.artifacts)
 
 
 def test_gpu_exporter_role_only_where_endpoints_are_discovered() -> None:
@@ -142,6 +147,7 @@ EXPECTED_RULES = {
     ("runyard.dev", "trainingruns/finalizers"): {"update"},
     ("batch", "jobs"): {"list", "watch", "create", "get", "patch", "delete"},
     ("", "pods"): {"list", "watch"},
+    ("", "pods/log"): {"get"},  # a failed replica's last lines (status.failure.logTail)
     ("", "services"): {"create", "get"},
     ("", "configmaps"): {"create", "get"},
     ("", "secrets"): {"create"},
@@ -173,7 +179,9 @@ def test_cluster_mode_rbac_is_exactly_the_documented_rules() -> None:
 
 def test_namespaced_mode_renders_roles_only() -> None:
     docs = documents(template("-f", str(CHART / "ci" / "namespaced-values.yaml")))
-    assert not find(docs, "ClusterRole") and not find(docs, "ClusterRoleBinding")
+    # Only the progress endpoint's TokenReview grant is cluster-scoped (TokenReview has no namespace).
+    assert [r["metadata"]["name"] for r in find(docs, "ClusterRole")] == ["runyard-progress"]
+    assert [r["metadata"]["name"] for r in find(docs, "ClusterRoleBinding")] == ["runyard-progress"]
     assert not find(docs, "CustomResourceDefinition")
     roles = find(docs, "Role")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
@@ -184,6 +192,25 @@ def test_namespaced_mode_renders_roles_only() -> None:
     assert all(b["subjects"][0]["namespace"] == "runyard-system" for b in bindings)
     args = _operator_args(docs)
     assert [a for a in args if a.startswith("--namespace")] == ["--namespace=team-a", "--namespace=team-b"]
+
+
+def test_progress_endpoint_gets_a_service_a_port_its_url_and_only_tokenreview_create() -> None:
+    docs = documents(template())
+    (role,) = find(docs, "ClusterRole", "runyard-progress")
+    assert _flatten(role["rules"]) == {("authentication.k8s.io", "tokenreviews"): {"create"}}
+    (binding,) = find(docs, "ClusterRoleBinding", "runyard-progress")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "runyard", "namespace": "runyard-system"}]
+    (service,) = find(docs, "Service", "runyard-progress")
+    assert service["spec"]["ports"] == [{"name": "progress", "port": 8082, "targetPort": "progress", "protocol": "TCP"}]
+    assert _config(docs)["progress"] == {
+        "url": "http://runyard-progress.runyard-system.svc:8082/v1/progress",
+        "port": 8082,
+        "writeIntervalSeconds": 30,
+        "reportIntervalSeconds": 10,
+    }
+    off = documents(template("--set", "progress.enabled=false"))
+    assert not find(off, "ClusterRole", "runyard-progress") and not find(off, "Service", "runyard-progress")
+    assert "progress" not in _config(off)
 
 
 def test_namespace_opt_in_adds_only_namespace_get() -> None:

@@ -1,69 +1,18 @@
-"""Table tests of the pure lifecycle policy: observed children + previous status -> next status and actions."""
+"""Table tests of the whole lifecycle policy (`decide` over every rule): children + previous status -> next status.
+
+Each rule module has its own tests in tests/unit/operator/policies/."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from runyard_operator.observe import JobView, PodView, Termination
 from runyard_operator.policies import lifecycle as lc
-
-NOW = datetime(2026, 11, 26, 12, 0, 0, tzinfo=UTC)
-T0 = lc.fmt_time(NOW - timedelta(seconds=30))
-
-FACTS = lc.RunFacts(
-    name="r", generation=3, framework="pytorch", replicas={"node": 2}, success_roles=("node",), backoff_limit=2
-)
-
-
-def job(role: str = "node", attempt: int = 0, **kw: Any) -> JobView:
-    base = {
-        "name": f"r-{role}",
-        "uid": f"j-{role}-{attempt}",
-        "run_uid": "u",
-        "role": role,
-        "attempt": attempt,
-        "suspended": False,
-        "active": 2,
-        "ready": 2,
-        "succeeded": 0,
-        "failed": 0,
-        "complete": False,
-        "failed_condition": False,
-        "failure_reason": "",
-        "failure_message": "",
-        "deleting": False,
-    }
-    return JobView(**{**base, **kw})
-
-
-def pod(index: int, phase: str = "Running", attempt: int = 0, **kw: Any) -> PodView:
-    base = {
-        "name": f"r-node-{index}-abc",
-        "uid": f"p{index}-{attempt}",
-        "run_uid": "u",
-        "role": "node",
-        "attempt": attempt,
-        "index": index,
-        "phase": phase,
-        "node": f"n{index}",
-        "ready": phase == "Running",
-        "unschedulable_message": "",
-        "termination": None,
-        "gpus": 8,
-        "deleting": False,
-        "start_time": T0,
-        "reason": "",
-        "message": "",
-    }
-    return PodView(**{**base, **kw})
-
-
-def failed_pod(index: int, code: int, reason: str = "Error", attempt: int = 0) -> PodView:
-    return pod(index, "Failed", attempt, ready=False, termination=Termination("trainer", code, reason, "boom"))
+from tests.unit.operator.views import FACTS, NOW, T0, failed_pod, job, pod
 
 
 @dataclass
@@ -226,6 +175,9 @@ def test_failure_details_name_pod_container_and_exit_code() -> None:
         "message": "boom",
         "container": "trainer",
         "exitCode": 137,
+        "node": "n1",
+        "category": "OOMKilled",
+        "rank": 1,
     }
 
 

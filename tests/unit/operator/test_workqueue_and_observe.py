@@ -158,6 +158,17 @@ def test_status_patch_nulls_removed_keys() -> None:
     assert status_patch({"a": 1}, {"a": 1}) == {}
 
 
+def test_status_patch_removes_nested_keys_too() -> None:
+    """A merge patch merges nested objects: a key gone from status.progress must be sent as null, or it stays."""
+    old = {"progress": {"step": 1, "silentRanks": [{"rank": 1}]}, "failure": {"reason": "x", "logTail": "t"}}
+    new = {"progress": {"step": 2}, "failure": {"reason": "y"}}
+    assert status_patch(old, new) == {
+        "progress": {"step": 2, "silentRanks": None},
+        "failure": {"reason": "y", "logTail": None},
+    }
+    assert status_patch({"nodes": ["a", "b"]}, {"nodes": ["a"]}) == {"nodes": ["a"]}  # lists are replaced whole
+
+
 def test_job_and_pod_summaries_keep_the_durable_facts() -> None:
     """Owner UIDs (not labels) tie children to runs; the Job's podFailurePolicy message survives its pod."""
     from runyard_operator.observe import summarize_job, summarize_pod

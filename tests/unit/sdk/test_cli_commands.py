@@ -58,6 +58,7 @@ class FakeClient:
         return run
 
     def logs(self, name: str, rank: int | None = None, **kwargs: Any) -> Iterator[LogLine]:
+        self.calls.append(("logs", kwargs))
         self.get(name)
         yield LogLine("node", 0, "p0", "hello")
         yield LogLine("node", 1, "p1", "no logs", notice=True)
@@ -91,14 +92,29 @@ def test_list_formats(fake: FakeClient) -> None:
     table = runner.invoke(cli.app, ["list"])
     assert table.exit_code == 0, table.output
     lines = table.output.splitlines()
-    assert lines[0].split() == ["NAME", "FRAMEWORK", "PHASE", "READY", "RESTARTS", "GPUS", "AGE"]
-    assert lines[2].split()[:6] == ["b", "pytorch", "Succeeded", "1/2", "0", "16"]
+    assert lines[0].split() == ["NAME", "FRAMEWORK", "PHASE", "READY", "RESTARTS", "GPUS", "PROGRESS", "ETA", "AGE"]
+    assert lines[2].split()[:8] == ["b", "pytorch", "Succeeded", "1/2", "0", "16", "-", "-"]
     as_json = json.loads(runner.invoke(cli.app, ["list", "-o", "json"]).output)
     assert as_json["kind"] == "List" and [i["metadata"]["name"] for i in as_json["items"]] == ["a", "b"]
     as_yaml = yaml.safe_load(runner.invoke(cli.app, ["list", "-o", "yaml"]).output)
     assert len(as_yaml["items"]) == 2
     assert "NAMESPACE" in runner.invoke(cli.app, ["list", "-o", "wide"]).output
     assert runner.invoke(cli.app, ["list", "--phase", "Bogus"]).exit_code == 2
+
+
+def test_list_and_top_show_progress_and_the_time_left_from_now(monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    eta = (datetime.now(UTC) + timedelta(minutes=50, seconds=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    progress = {"step": 450, "totalSteps": 1000, "percent": 45, "summary": "45%(450/1000)", "eta": eta}
+    done = {"step": 1000, "totalSteps": 1000, "percent": 100, "summary": "100%(1000/1000)", "remaining": "0s"}
+    client = FakeClient([make_run("a", progress=progress), make_run("b", "Succeeded", progress=done)])
+    monkeypatch.setattr(cli, "_client", lambda *a, **k: client)
+    lines = runner.invoke(cli.app, ["list"]).output.splitlines()
+    assert lines[1].split()[6] == "45%(450/1000)" and lines[1].split()[7] in ("50m", "49m")
+    assert lines[2].split()[6:8] == ["100%(1000/1000)", "-"]  # an ended run has no time left
+    top = runner.invoke(cli.app, ["top", "--once"]).output
+    assert "PROGRESS" in top and "45%(450/1000)" in top
 
 
 def test_get_and_not_found(fake: FakeClient) -> None:
@@ -112,6 +128,14 @@ def test_logs_prints_prefixes_and_notices(fake: FakeClient) -> None:
     result = runner.invoke(cli.app, ["logs", "a"])
     assert result.exit_code == 0
     assert "[node-0] hello" in result.output and "runyard: [node-1] no logs" in result.output
+
+
+def test_logs_passes_attempt_and_store(fake: FakeClient) -> None:
+    result = runner.invoke(cli.app, ["logs", "a", "--attempt", "0", "--store", "s3://bucket/team"])
+    assert result.exit_code == 0, result.output
+    (call,) = [kw for what, kw in fake.calls if what == "logs"]
+    assert (call["attempt"], call["store"]) == (0, "s3://bucket/team")
+    assert runner.invoke(cli.app, ["logs", "a", "--attempt", "-1"]).exit_code == 2
 
 
 @pytest.mark.parametrize(

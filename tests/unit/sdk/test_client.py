@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +13,8 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from runyard.api import TrainingRun
+from runyard.artifacts import logs as lg
+from runyard.artifacts.store import StoreURI
 from runyard.client import Client, LogLine, WatchEvent, _Pod
 from runyard.exceptions import (
     AlreadyExistsError,
@@ -143,7 +146,8 @@ def test_wait_for_running_accepts_succeeded_and_deleted_is_not_found(
     client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     feed(client, monkeypatch, make_run("Pending"), make_run("Succeeded"))
-    assert client.wait("r", "Running").status is not None
+    done = client.wait("r", "Running")
+    assert done.status is not None and done.status.phase == "Succeeded"
     monkeypatch.setattr(client, "watch", lambda *a, **k: iter([WatchEvent("DELETED", make_run("Running"))]))
     with pytest.raises(NotFoundError):
         client.wait("r")
@@ -154,7 +158,8 @@ def test_wait_ignores_status_of_an_older_generation(client: Client, monkeypatch:
     stale = make_run("Failed", generation=2, observed=1)
     fresh = make_run("Succeeded", generation=2, observed=2)
     feed(client, monkeypatch, stale, fresh)
-    assert client.wait("r").status is not None
+    done = client.wait("r")
+    assert done.status is not None and done.status.phase == "Succeeded" and done.status.observed_generation == 2
 
 
 def pod(role: str, index: int, attempt: int, name: str | None = None, minute: int = 0) -> _Pod:
@@ -197,3 +202,134 @@ def test_logs_rank_and_role_filters(client: Client) -> None:
 def test_log_line_prefix() -> None:
     line = LogLine("node", 1, "p", "hello")
     assert str(line) == "[node-1] hello" and line.prefix == "[node-1]"
+
+
+# --- logs after the pods are gone: the archive ------------------------------------------------------------------
+
+
+def archived_run(store: str | None, phase: str = "Succeeded", restarts: int = 1, **logs: Any) -> TrainingRun:
+    body: dict[str, Any] = {
+        "metadata": {"name": "ddp", "namespace": "ns", "generation": 1},
+        "spec": {"framework": "pytorch", "image": "i", "replicas": {"node": {"replicas": 2}}},
+        "status": {"phase": phase, "restarts": restarts, "observedGeneration": 1},
+    }
+    if store:
+        body["spec"]["artifacts"] = {"store": store}
+        run_uri = StoreURI.parse(store).run("ddp").uri()
+        body["status"]["artifacts"] = {"storeUri": run_uri, "logs": {"uri": f"{run_uri}/logs", **logs}}
+    return TrainingRun.model_validate(body)
+
+
+def write_archive(root: Path, attempt: int, ranks: dict[str, str], errors: dict[str, str] | None = None) -> None:
+    entries = [lg.RankLog(rank, f"ddp-{rank}-x", size=len(text), stored=len(text)) for rank, text in ranks.items()]
+    entries += [lg.RankLog(rank, error=error) for rank, error in (errors or {}).items()]
+    run_dir = root / "ddp"
+    for rank, text in ranks.items():
+        (run_dir / lg.log_path(attempt, rank)).parent.mkdir(parents=True, exist_ok=True)
+        (run_dir / lg.log_path(attempt, rank)).write_text(text)
+    (run_dir / lg.index_path(attempt)).parent.mkdir(parents=True, exist_ok=True)
+    (run_dir / lg.index_path(attempt)).write_text(
+        json.dumps(lg.index_document("ddp", attempt, "Succeeded", entries, "t"))
+    )
+
+
+def serve(client: Client, monkeypatch: pytest.MonkeyPatch, run: TrainingRun | None, pods: list[_Pod]) -> None:
+    def get(name: str, namespace: str | None = None) -> TrainingRun:
+        if run is None:
+            raise NotFoundError(f'trainingruns.runyard.dev "{name}" not found', status=404)
+        return run
+
+    monkeypatch.setattr(client, "get", get)
+    monkeypatch.setattr(client, "_pods", lambda name, namespace: pods)
+    monkeypatch.setattr(
+        client, "_read_log", lambda p, ns: iter([LogLine(p.role, p.index, p.name, f"live {p.name}", p.attempt)])
+    )
+
+
+def texts(lines: list[LogLine]) -> list[str]:
+    return [("! " if line.notice else "") + str(line) for line in lines]
+
+
+def test_logs_fall_back_to_the_archive_once_the_pods_are_gone(
+    client: Client, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    write_archive(tmp_path, 1, {"node-0": "epoch 5\n", "node-1": "epoch 5 too\n"})
+    serve(client, monkeypatch, archived_run(f"file://{tmp_path}", attempts=[0, 1]), [])
+    lines = list(client.logs("ddp"))
+    uri = f"file://{tmp_path}/ddp/logs/attempt-1"
+    assert texts(lines) == [
+        f"! [node-0] pod gone: attempt 1's log from the archive {uri}/node-0.log",
+        "[node-0] epoch 5",
+        f"! [node-1] pod gone: attempt 1's log from the archive {uri}/node-1.log",
+        "[node-1] epoch 5 too",
+    ]
+    assert {(line.pod, line.restart_attempt) for line in lines if not line.notice} == {
+        ("ddp-node-0-x", 1),
+        ("ddp-node-1-x", 1),
+    }
+    # Following a finished run whose pods are gone reads the same archive once.
+    assert texts(list(client.logs("ddp", follow=True))) == texts(lines)
+    assert texts(list(client.logs("ddp", rank=1)))[-1] == "[node-1] epoch 5 too"
+
+
+def test_only_the_ranks_whose_pod_is_gone_come_from_the_archive(
+    client: Client, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    write_archive(tmp_path, 1, {"node-0": "archived 0\n", "node-1": "archived 1\n"})
+    live = [pod("node", 0, 1, name="ddp-node-0-live")]
+    serve(client, monkeypatch, archived_run(f"file://{tmp_path}", attempts=[1]), live)
+    assert [t for t in texts(list(client.logs("ddp"))) if not t.startswith("!")] == [
+        "[node-0] live ddp-node-0-live",
+        "[node-1] archived 1",
+    ]
+
+
+def test_an_earlier_attempt_is_read_from_its_archive_while_the_current_one_runs(
+    client: Client, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    write_archive(tmp_path, 0, {"node-0": "first try\n"}, errors={"node-1": "not read: 500 InternalError: boom"})
+    live = [pod("node", 0, 1), pod("node", 1, 1)]
+    serve(client, monkeypatch, archived_run(f"file://{tmp_path}", "Running", attempts=[0]), live)
+    assert texts(list(client.logs("ddp", attempt=0, follow=True))) == [
+        f"! [node-0] pod gone: attempt 0's log from the archive file://{tmp_path}/ddp/logs/attempt-0/node-0.log",
+        "[node-0] first try",
+        "! [node-1] no archived log of attempt 0: not read: 500 InternalError: boom",
+    ]
+    # The current attempt, asked by number, is its live pods.
+    assert texts(list(client.logs("ddp", attempt=1))) == ["[node-0] live node-0-1", "[node-1] live node-1-1"]
+    with pytest.raises(ValidationFailedError, match=r"attempts 0\.\.1, not 2"):
+        list(client.logs("ddp", attempt=2))
+
+
+def test_without_an_archive_a_finished_run_without_pods_yields_nothing_unless_an_attempt_is_asked(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    serve(client, monkeypatch, archived_run(None), [])
+    assert list(client.logs("ddp")) == []  # as before archives existed: the CLI says "no pods"
+    assert texts(list(client.logs("ddp", attempt=0))) == [
+        "! [node-0] no logs of attempt 0: its pods are gone; the run has no artifact store to archive them to",
+        "! [node-1] no logs of attempt 0: its pods are gone; the run has no artifact store to archive them to",
+    ]
+    message = "logs not archived: the operator archives logs to s3:// stores only, not pvc://"
+    serve(client, monkeypatch, archived_run("pvc://claim/team", message=message), [])
+    assert texts(list(client.logs("ddp", rank=0))) == [f"! [node-0] no logs of attempt 1: its pods are gone; {message}"]
+
+
+def test_the_archive_of_a_deleted_run_is_found_under_its_store(
+    client: Client, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    write_archive(tmp_path, 0, {"node-0": "zero\n", "node-1": "one\n"})
+    write_archive(tmp_path, 1, {"node-0": "again\n", "node-1": "again 1\n"})
+    serve(client, monkeypatch, None, [])
+    with pytest.raises(NotFoundError):
+        list(client.logs("ddp"))
+    store = f"file://{tmp_path}"
+    assert [t for t in texts(list(client.logs("ddp", store=store))) if not t.startswith("!")] == [
+        "[node-0] again",
+        "[node-1] again 1",
+    ]
+    assert texts(list(client.logs("ddp", store=store, attempt=0, rank=1)))[-1] == "[node-1] one"
+    with pytest.raises(ValidationFailedError, match="attempt 4 is not archived; archived: 0, 1"):
+        list(client.logs("ddp", store=store, attempt=4))
+    with pytest.raises(NotFoundError, match="holds no log archive"):
+        list(client.logs("ddp", store=f"file://{tmp_path}/elsewhere"))

@@ -34,6 +34,12 @@ EXPECTED = {
     "RunContext",
     "context",
     "log_metrics",
+    # progress block
+    "report_progress",
+    "set_total_steps",
+    # stop block
+    "on_stop",
+    "should_stop",
 }
 
 

@@ -93,8 +93,6 @@ def test_without_mlflow_no_store_is_created(tmp_path: Path) -> None:
 
 
 def test_wandb_and_comet_offline_ranks_share_ids(tmp_path: Path) -> None:
-    pytest.importorskip("wandb")
-    pytest.importorskip("comet_ml")
     lt = start_local_tracking(make_tracked_run(), state_dir=tmp_path, trackers=["wandb", "comet"])
     offline = {"WANDB_MODE": "offline", "COMET_START_ONLINE": "false"}
     run_ranks([{**_rank_env(lt, i), **offline} for i in (0, 1)], tmp_path)

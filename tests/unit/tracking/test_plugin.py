@@ -159,10 +159,31 @@ def test_unreachable_server_degrades_without_leaking_credentials() -> None:
     assert c.ENV_MLFLOW_RUN_ID not in env and env[c.ENV_TRACKERS] == "tensorboard"
     # Deletion must not hang on the tracker: the KILL is queued for the sweep instead of raising.
     asyncio.run(plugin.deleted(run, {"tracking": {"mlflow": {"runId": "r"}}, "phase": "Running"}))
-    assert plugin._pending == {run.metadata.uid: ("r", "KILLED")}
+    assert plugin._due() == [(run.metadata.uid, "r", "KILLED")]
 
 
 def test_redact() -> None:
     assert (
         mlflow_ops.redact("GET https://bob:pw@host/api failed; http://x") == "GET https://***@host/api failed; http://x"
     )
+
+
+def test_configuration_the_tracker_registry_refuses() -> None:
+    """Unknown trackers, plain-text credentials and per-run ids set cluster-wide are refused at start."""
+    config = OperatorConfig.model_validate(
+        {
+            "tracking": {
+                "defaultTrackers": ["mlfow"],
+                "extraEnv": {"wandb": {"WANDB_API_KEY": "s3cr3t", "WANDB_RUN_ID": "one-for-all", "WANDB_MODE": "x"}},
+                "secretEnv": {"comet": {"COMET_EXPERIMENT_KEY": SECRET}},
+            }
+        }
+    )
+    with pytest.raises(ValueError, match="invalid tracking configuration") as err:
+        TrackingPlugin(config.tracking)
+    message = str(err.value)
+    assert "tracking.defaultTrackers: unknown tracker 'mlfow' (one of mlflow, wandb," in message
+    assert "tracking.extraEnv.wandb.WANDB_API_KEY: a credential; use tracking.secretEnv" in message
+    assert "tracking.extraEnv.wandb.WANDB_RUN_ID: Runyard sets it per run or rank" in message
+    assert "tracking.secretEnv.comet.COMET_EXPERIMENT_KEY: Runyard sets it per run or rank" in message
+    assert "WANDB_MODE" not in message and "s3cr3t" not in message

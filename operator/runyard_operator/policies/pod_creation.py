@@ -1,0 +1,98 @@
+"""Pod creation policy: a gang whose pods cannot be created (quota, Pod Security, missing ServiceAccount) waits, then fails.
+
+A gang must never run partially: once any replica started while another cannot even be created (a pods quota of 1
+would otherwise run a 2-rank gang one rank after the other), the run fails with the refusal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+
+from runyard_operator.observe import JobView, PodView
+from runyard_operator.policies.draft import FailureInfo, Observed, StatusDraft
+from runyard_operator.policies.model import FAILED, PENDING, REASON_FAILED_CREATE, Decision, RunFacts, Verdict
+from runyard_operator.timestamps import format_time, parse_time
+
+# How often a run whose Job has not created all its pods looks for the Job controller's FailedCreate Events (no
+# watch on Events: this polling is bounded to runs in that state, and ends with startTimeoutSeconds).
+POD_CREATION_CHECK_SECONDS = 10.0
+
+
+def decide(
+    facts: RunFacts,
+    seen: Observed,
+    draft: StatusDraft,
+    decision: Decision,
+    now: datetime,
+    refusals: Mapping[str, str],
+) -> Verdict | None:
+    """Pending while no replica runs and startTimeoutSeconds has not passed; Failed otherwise.
+
+    `refusals` maps a role to why its Job could not create pods (the Job controller's FailedCreate Events).
+    """
+    if not refusals:
+        late = created_after_a_peer_finished(seen.current_pods)
+        if late is None:
+            return None
+        # Proof from the pods themselves: one was only created after a peer had finished (a quota or an
+        # admission webhook held it back), so the gang never ran together.
+        refusals = {late.role: f"pod {late.name} was only created after a peer replica had finished"}
+    role = sorted(refusals)[0]
+    why = refusals[role]
+    job = next((j for j in seen.current_jobs if j.role == role), None)
+    since = parse_time(job.created if job else None) or now
+    deadline = since + timedelta(seconds=facts.start_timeout_seconds)
+    started = seen.started_pods()
+    if started or now >= deadline:
+        partial = " while other replicas ran: a partial gang cannot train" if started else ""
+        draft.failure = FailureInfo(
+            role=role,
+            reason=REASON_FAILED_CREATE,
+            message=f"pods of role {role} could not be created{partial}: {why}",
+        )
+        return Verdict(FAILED, REASON_FAILED_CREATE, f"{role}: {REASON_FAILED_CREATE}: {draft.failure['message']}")
+    decision.requeue_at = deadline
+    message = f"pods of role {role} cannot be created: {why}; the run fails at {format_time(deadline)}"
+    return Verdict(PENDING, REASON_FAILED_CREATE, message)
+
+
+def created_after_a_peer_finished(pods: Sequence[PodView]) -> PodView | None:
+    finished = [p.termination.finished_at for p in pods if p.termination and p.termination.finished_at]
+    if not finished:
+        return None
+    first_end = min(finished)
+    late = [p for p in pods if p.created and p.created > first_end]
+    return min(late, key=lambda p: p.created) if late else None
+
+
+def check_at(facts: RunFacts, jobs: Sequence[JobView], pods: Sequence[PodView], now: datetime) -> datetime | None:
+    """When to look at the Events of Jobs that lack pods: once they are old enough, then every check interval."""
+    if awaiting_pods(facts, jobs, pods, now):
+        return now + timedelta(seconds=POD_CREATION_CHECK_SECONDS)
+    young = [
+        created + timedelta(seconds=POD_CREATION_CHECK_SECONDS / 2)
+        for j in jobs
+        if (created := parse_time(j.created)) is not None
+        and not (j.suspended or j.deleting or j.complete)
+        and sum(1 for p in pods if p.owner_uid == j.uid) < facts.replicas.get(j.role, 0)
+    ]
+    return min(young) if young else None
+
+
+def awaiting_pods(facts: RunFacts, jobs: Sequence[JobView], pods: Sequence[PodView], now: datetime) -> list[JobView]:
+    """Jobs of the current attempt whose Events may say why pods are missing: those that have existed a while
+    without creating all their pods, and every Job once a pod was created only after a peer had finished."""
+    if created_after_a_peer_finished(pods) is not None:
+        return [j for j in jobs if not j.deleting]
+    out = []
+    for job in jobs:
+        created = parse_time(job.created)
+        if job.suspended or job.deleting or job.failed_condition or job.complete or created is None:
+            continue
+        if now - created < timedelta(seconds=POD_CREATION_CHECK_SECONDS / 2):
+            continue
+        have = sum(1 for p in pods if p.owner_uid == job.uid or (not p.owner_uid and p.role == job.role))
+        if have < facts.replicas.get(job.role, 0):
+            out.append(job)
+    return out

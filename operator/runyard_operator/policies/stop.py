@@ -1,0 +1,62 @@
+"""Stop policy: replicas a suspension or a Kueue preemption stopped are replaced, to resume from their checkpoint.
+
+Suspending a Job deletes its pods. Where the stopped trainers exit non-zero (SIGTERM, torchrun's 1) the Job's
+podFailurePolicy fails it, and where they exit 0 their indexes count as done: either way that Job cannot simply be
+unsuspended. Such a Job (`JobView.stopped`) is deleted and created again under the same name and attempt, suspended
+as before, with RUNYARD_RESUME_FROM; `status.stopped` carries that intent across the reconciles in between. Jobs
+whose pods never ran (or a simulated node's, which vanish without failing) stay and are simply unsuspended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from runyard_operator.policies import conditions as cond
+from runyard_operator.policies.draft import Observed, StatusDraft
+from runyard_operator.policies.model import REASON_PREEMPTED, RUNNING, STARTING, SUSPENDED, Decision, RunFacts
+from runyard_operator.timestamps import format_time
+
+REASON_SUSPENDED = "Suspended"
+
+
+def replace_stopped(
+    facts: RunFacts, seen: Observed, draft: StatusDraft, decision: Decision, reason: str, now: datetime
+) -> None:
+    """Delete this attempt's stopped Jobs and create missing ones once nothing of this attempt is being deleted."""
+    stopped = [j for j in seen.current_jobs if j.stopped]
+    if stopped:
+        if not resuming(draft, seen):
+            draft.stopped = {"attempt": seen.attempt, "reason": reason, "time": format_time(now)}
+        decision.delete_jobs = sorted(set(decision.delete_jobs) | {j.name for j in stopped})
+    # The replacement takes the stopped Job's name: it waits until that Job (and its pods) are gone.
+    going = stopped or any(j.deleting and j.attempt == seen.attempt for j in seen.jobs)
+    decision.create_children = len(seen.current_jobs) < len(facts.replicas) and not going and not seen.stale_jobs
+    decision.resume = decision.create_children and resuming(draft, seen)
+
+
+def resuming(draft: StatusDraft, seen: Observed) -> bool:
+    """Whether this attempt's replicas were stopped and are to be created again to resume."""
+    return draft.stopped is not None and draft.stopped.get("attempt") == seen.attempt
+
+
+def preempted(seen: Observed, draft: StatusDraft) -> bool:
+    """Kueue took an admitted gang back (its Jobs suspended again), as opposed to a gang still waiting its turn."""
+    if resuming(draft, seen) and (draft.stopped or {}).get("reason") == REASON_PREEMPTED:
+        return True
+    if seen.phase_before in (STARTING, RUNNING) or any(p.node for p in seen.current_pods):
+        return True
+    before = cond.find(draft.conditions or [], SUSPENDED)
+    return seen.phase_before == SUSPENDED and _reason(before) == REASON_PREEMPTED
+
+
+def resume_note(draft: StatusDraft, when: str) -> str:
+    """The end of a Suspended message: what the replicas resume from, and when."""
+    step = draft.last_checkpoint_step
+    what = f"the checkpoint of step {step}" if step is not None else "their newest checkpoint, if any"
+    return f"; they resume from {what} {when}"
+
+
+def _reason(condition: Mapping[str, Any] | None) -> str:
+    return str(condition.get("reason") or "") if condition is not None and condition.get("status") == "True" else ""

@@ -1,0 +1,1 @@
+"""Progress plugin: the endpoint ranks report their step to, and status.progress (step, total, rate, ETA)."""

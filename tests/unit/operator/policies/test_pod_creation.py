@@ -1,0 +1,59 @@
+"""Pod creation policy: refused pods wait until startTimeoutSeconds, a partial gang fails at once, checks requeue."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+from runyard_operator.observe import Termination
+from runyard_operator.policies import pod_creation
+from runyard_operator.policies.model import Decision
+from runyard_operator.timestamps import format_time
+from tests.unit.operator.views import FACTS, NOW, draft, job, pod, seen
+
+FACTS60 = replace(FACTS, start_timeout_seconds=60)
+QUOTA = {"node": "exceeded quota: pods"}
+
+
+def test_nothing_refused_nothing_to_say() -> None:
+    assert pod_creation.decide(FACTS, seen([job()], [pod(0)]), draft(), Decision(), NOW, {}) is None
+
+
+def test_refusal_waits_until_the_start_timeout_then_fails() -> None:
+    created = job(active=0, created=format_time(NOW - timedelta(seconds=20)))
+    decision = Decision()
+    verdict = pod_creation.decide(FACTS60, seen([created], [], "Pending"), draft(), decision, NOW, QUOTA)
+    assert verdict is not None and verdict.phase == "Pending" and "fails at 2026-11-26T12:00:40Z" in verdict.message
+    assert decision.requeue_at == NOW + timedelta(seconds=40)
+    d = draft()
+    late = pod_creation.decide(
+        FACTS60, seen([created], [], "Pending"), d, Decision(), NOW + timedelta(seconds=40), QUOTA
+    )
+    assert late is not None and late.phase == "Failed" and d.failure is not None
+    assert d.failure["reason"] == "FailedCreate"
+
+
+def test_a_partial_gang_fails_at_once() -> None:
+    d = draft()
+    verdict = pod_creation.decide(FACTS60, seen([job(active=1)], [pod(0)]), d, Decision(), NOW, QUOTA)
+    assert verdict is not None and verdict.phase == "Failed"
+    assert d.failure is not None and "partial gang" in d.failure["message"]
+
+
+def test_a_pod_created_after_a_peer_finished_proves_a_sequential_gang() -> None:
+    done = pod(0, "Succeeded", termination=Termination("trainer", 0, "Completed", "", "2026-11-26T11:59:00Z"))
+    late = pod(1, created="2026-11-26T11:59:30Z")
+    assert pod_creation.created_after_a_peer_finished([done, late]) == late
+    d = draft()
+    verdict = pod_creation.decide(FACTS, seen([job()], [done, late]), d, Decision(), NOW, {})
+    assert verdict is not None and verdict.phase == "Failed" and "after a peer replica had finished" in verdict.message
+
+
+def test_jobs_missing_pods_are_looked_at_once_old_enough() -> None:
+    young = job(active=0, created=format_time(NOW - timedelta(seconds=2)))
+    old = replace(young, created=format_time(NOW - timedelta(seconds=30)))
+    assert pod_creation.awaiting_pods(FACTS, [young], [], NOW) == []
+    assert pod_creation.check_at(FACTS, [young], [], NOW) == NOW + timedelta(seconds=3)
+    assert pod_creation.awaiting_pods(FACTS, [old], [], NOW) == [old]
+    assert pod_creation.check_at(FACTS, [old], [], NOW) == NOW + timedelta(seconds=10)
+    assert pod_creation.awaiting_pods(FACTS, [replace(old, suspended=True)], [], NOW) == []
