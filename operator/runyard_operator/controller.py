@@ -29,6 +29,7 @@ from runyard_operator.plugins import PluginContext, RunPlugin, StatusContributio
 from runyard_operator.policies import admission as adm
 from runyard_operator.policies import conditions as cond
 from runyard_operator.policies import lifecycle as lc
+from runyard_operator.policies import stop as stop_policy
 from runyard_operator.policies import triage
 from runyard_operator.workqueue import WorkQueue
 
@@ -441,6 +442,12 @@ class Controller:
             ending = [p for p in pods if p.attempt == attempt]
             for plugin in self.plugins:
                 status |= await plugin.retiring(run, status, attempt, ending)
+
+        stopping = stop_policy.stopping(facts, jobs, pods, int(previous.get("restarts") or 0))
+        if stopping is not None:
+            # The Job controller is deleting the replicas a suspension stopped: their logs are kept while they stop.
+            for plugin in self.plugins:
+                plugin.stopping(run, status, stopping)
 
         for job_name in decision.delete_jobs:
             # Foreground: the Job stays (deleting) until its pods are gone, so a gang restart waits for the old

@@ -170,9 +170,18 @@ class Kube:
         return raw.decode(errors="replace")
 
     async def stream_pod_log(
-        self, namespace: str, name: str, container: str, sink: Callable[[bytes], object], *, timeout: float
+        self,
+        namespace: str,
+        name: str,
+        container: str,
+        sink: Callable[[bytes], object],
+        *,
+        timeout: float,
+        follow: bool = False,
     ) -> int:
         """One container's whole log (`pods/log`), handed to `sink` chunk by chunk as it arrives; returns its size.
+
+        With `follow`, the read goes on until the container ends (a stopping replica's last words included).
 
         Unbounded on purpose: the caller keeps what it wants of it (the log archive keeps a head and a tail), so no
         log is ever held whole here. `timeout` bounds the whole read; past it ApiError is raised, after every chunk
@@ -182,7 +191,8 @@ class Kube:
         metrics.API_REQUESTS.labels("get", "pods/log").inc()
         headers = {"Accept": LOG_ACCEPT}  # not text/plain alone: the API server answers that with 406
         await self._api.update_params_for_auth(headers, [], ["BearerToken"])
-        url = f"{self._host}{_path('Pod', namespace, name, 'log')}?{urllib.parse.urlencode({'container': container})}"
+        query = {"container": container} | ({"follow": "true"} if follow else {})
+        url = f"{self._host}{_path('Pod', namespace, name, 'log')}?{urllib.parse.urlencode(query)}"
         rest = self._api.rest_client
         extra: dict[str, Any] = {}
         if rest.proxy:

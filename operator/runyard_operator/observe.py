@@ -51,6 +51,8 @@ class JobView:
     namespace: str = ""
     # Its replicas ended while it was suspended (runPolicy.suspend, a Kueue eviction): stopped, not failed or done.
     stopped: bool = False
+    # When its Suspended condition turned True (RFC 3339), while it is suspended.
+    suspended_since: str = ""
 
     @property
     def recorded_failure(self) -> tuple[int | None, str, str]:
@@ -142,6 +144,9 @@ def summarize_job(body: Mapping[str, Any]) -> JobView:
         stopped=_stopped(
             bool(spec.get("suspend")), conditions, bool(failed) or complete, _int(status.get("succeeded"))
         ),
+        suspended_since=str((conditions.get("Suspended") or {}).get("lastTransitionTime") or "")
+        if spec.get("suspend")
+        else "",
     )
 
 

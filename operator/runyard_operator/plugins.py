@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from runyard_operator.config import OperatorConfig
     from runyard_operator.k8s import Kube
     from runyard_operator.observe import PodView
+    from runyard_operator.policies.stop import Stopping
 
 logger = logging.getLogger(__name__)
 
@@ -170,6 +171,11 @@ class RunPlugin:
         pods, still there. Returns status fields the controller writes with that change. The reconcile waits for
         this hook, so it must bound its own time."""
         return {}
+
+    def stopping(self, run: TrainingRun, status: Mapping[str, Any], stop: Stopping) -> None:
+        """A suspension or a Kueue preemption is stopping the attempt's replicas (`stop.pods`, still there); the
+        attempt goes on when the run resumes. Called on every reconcile while they stop, so it must be idempotent;
+        it must not block: what it learns goes into the status through `PluginContext.contribute`."""
 
     async def finished(self, run: TrainingRun, status: Mapping[str, Any]) -> dict[str, Any]:
         """Once, when the run reaches Succeeded or Failed; returns status fields the controller writes with the end."""

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from runyard import constants as c
 from runyard import frameworks
-from runyard.api import Phase, TrainingRun
+from runyard.api import Phase, StoppedLogs, TrainingRun
 from runyard.artifacts import logs as lg
 from runyard.artifacts.store import LOGS_DIR, StoreURI, is_rank_name, rank_name
 from runyard.exceptions import (
@@ -890,7 +890,8 @@ class Client:
         archive the operator wrote to the run's artifact store (`status.artifacts.logs`, s3:// stores), after a
         `notice` line naming the archived file. s3:// archives are read with boto3 and this process's AWS
         environment (`AWS_ENDPOINT_URL` wins over the run's `spec.artifacts.s3.endpoint`), file:// ones from the
-        local disk; pvc:// stores hold no archive.
+        local disk; pvc:// stores hold no archive. What replicas printed until a suspension or a Kueue preemption
+        stopped them (`status.artifacts.logs.stops`) comes first for each rank, after its own `notice` line.
 
         Args:
             name: the run's name.
@@ -961,6 +962,7 @@ class Client:
         ranks = [r for r in self._ranks(run) if wanted is None or r in wanted]
         logs = run.status.artifacts.logs if run.status and run.status.artifacts else None
         archived = attempt in ((logs.attempts if logs else None) or [])
+        stops = [s for s in (logs.stops if logs else None) or [] if s.attempt == attempt]
         from_archive = lg.archive_ranks(ranks, {(p.role, p.index) for p in live}, archived)
         order = {r: i for i, r in enumerate(self._ranks(run))}
         sources: builtins.list[tuple[int, int, _Pod | tuple[str, int]]] = [
@@ -969,20 +971,31 @@ class Client:
         sources += [(order[r], len(live) + i, r) for i, r in enumerate(from_archive)]
         archive: lg.LogArchive | None = None
         entries: dict[str, lg.RankLog] | None = None
-        if from_archive:
+        if from_archive or stops:
             try:
                 archive = self._log_archive(run, store)
-                entries = {e.rank: e for e in archive.index(attempt) or ()}
+                entries = {e.rank: e for e in archive.index(attempt) or ()} if from_archive else None
             except lg.LogArchiveError as exc:
-                for role, index in from_archive:
+                for role, index in from_archive or ranks:
                     yield LogLine(role, index, "", f"cannot read the log archive: {exc}", attempt, notice=True)
                 sources = [s for s in sources if isinstance(s[2], _Pod)]
-        for _, _, source in sorted(sources, key=lambda s: s[:2]):
+                archive, stops = None, []
+        # Ranks with nothing but what their stopped replicas printed (a run still suspended) show that alone.
+        shown = {(p.role, p.index) if isinstance(p, _Pod) else p for _, _, p in sources}
+        stopped_only = [(order[r], -1, r) for r in ranks if r not in shown] if stops else []
+        before: set[tuple[str, int]] = set()
+        for _, position, source in sorted([*sources, *stopped_only], key=lambda s: s[:2]):
+            rank = (source.role, source.index) if isinstance(source, _Pod) else source
+            if archive is not None and rank not in before:
+                # What a suspension stopped comes first: the attempt went on from there when the run resumed.
+                before.add(rank)
+                for stop in stops:
+                    yield from self._read_stopped(archive, attempt, stop, *rank)
             if isinstance(source, _Pod):
                 yield from self._read_log(source, namespace)
-            elif archive is not None:
+            elif archive is not None and position >= 0:
                 yield from self._read_archived(archive, attempt, *source, entries)
-        if not sources and gone and not archived and (asked or logs is not None):
+        if not sources and not stops and gone and not archived and (asked or logs is not None):
             # Pods gone and no archive: say why, rather than "no pods (yet)" for an attempt that once had pods.
             has_store = bool(run.spec.artifacts.store or (run.status and run.status.artifacts))
             why = (logs.message if logs else None) or (
@@ -1033,6 +1046,28 @@ class Client:
             yield notice(f"archived log incomplete: {entry.error}")
         for line in data.decode(errors="replace").splitlines():
             yield LogLine(role, index, pod, line, attempt)
+
+    @staticmethod
+    def _read_stopped(
+        archive: lg.LogArchive, attempt: int, stop: StoppedLogs, role: str, index: int
+    ) -> Iterator[LogLine]:
+        """What one rank printed until a suspension or a preemption stopped it (archived while it stopped)."""
+        path = lg.log_path(attempt, rank_name(role, index), stop.segment)
+        when = f"{stop.reason or 'stopped'} at {stop.time}" if stop.time else (stop.reason or "stopped")
+        try:
+            data = archive.read(path)
+        except lg.LogArchiveError as exc:
+            yield LogLine(role, index, "", f"cannot read the log archive: {exc}", attempt, notice=True)
+            return
+        if data is None:
+            why = f": {stop.message}" if stop.message else ""
+            yield LogLine(role, index, "", f"no archived log of the replica stopped ({when}){why}", attempt, True)
+            return
+        yield LogLine(
+            role, index, "", f"{when}: the stopped replica's log from the archive {archive.uri(path)}", attempt, True
+        )
+        for line in data.decode(errors="replace").splitlines():
+            yield LogLine(role, index, "", line, attempt)
 
     def _archived_logs_of_deleted_run(
         self, name: str, store: str, rank: int | None, role: str | None, attempt: int | None

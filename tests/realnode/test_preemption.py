@@ -131,6 +131,19 @@ def test_preempted_run_saves_a_checkpoint_waits_suspended_and_resumes_from_it(
     described = runyard_cli(cluster, "describe", "long", "-n", ns)
     assert f"step {saved_at}" in described.stdout and "Preempted" in described.stdout, described.stdout
 
+    # The stopped replicas' pods are gone with the suspension; what they printed while stopping was archived.
+    stops = wait_until(
+        lambda: ((rruns.status("long").get("artifacts") or {}).get("logs") or {}).get("stops"),
+        timeout=120,
+        what="the stopped replicas' logs archived",
+    )
+    assert [(s["attempt"], s["reason"], s.get("message")) for s in stops] == [(0, "Preempted", None)], stops
+    suspended_logs = runyard_cli(cluster, "logs", "long", "-n", ns).stdout
+    assert f"at step {saved_at}" in suspended_logs and "rank 0: stop requested: saved" in suspended_logs, (
+        suspended_logs[-3000:]
+    )
+    assert "Preempted at" in suspended_logs and "[node-1]" in suspended_logs, suspended_logs[-3000:]
+
     rruns.wait_phase("urgent", "Running", timeout=180)  # admitted in the long run's place
     cluster.kubectl("delete", "tr", "urgent", "-n", ns, "--wait=false")  # its quota goes back to the queue
     status = wait_finished(rruns, "long", timeout=600)
@@ -144,8 +157,10 @@ def test_preempted_run_saves_a_checkpoint_waits_suspended_and_resumes_from_it(
     wait_until(lambda: rruns.status("long")["lastCheckpoint"]["step"] == last, timeout=90, what=f"step {last} stored")
     assert any(e.reason == "Suspended" and "preempted" in (e.message or "") for e in _events(rruns, "long"))
 
-    logs = runyard_cli(cluster, "logs", "long", "-n", ns)
-    assert "rank 0: resumed from" in logs.stdout and f"at step {saved_at}" in logs.stdout, logs.stdout[-3000:]
+    # One attempt: what ran until the preemption (archived), then what resumed from its checkpoint.
+    logs = runyard_cli(cluster, "logs", "long", "-n", ns).stdout
+    stopped_at, resumed_at = logs.find("rank 0: stop requested: saved"), logs.find("rank 0: resumed from")
+    assert 0 <= stopped_at < resumed_at and f"at step {saved_at}" in logs[resumed_at:], logs[-3000:]
 
     from mlflow import MlflowClient
 

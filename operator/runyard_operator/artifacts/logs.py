@@ -34,7 +34,14 @@ class LogSource(Protocol):
     """The one Kube method the archive needs (a fake in tests)."""
 
     async def stream_pod_log(
-        self, namespace: str, name: str, container: str, sink: Callable[[bytes], object], *, timeout: float
+        self,
+        namespace: str,
+        name: str,
+        container: str,
+        sink: Callable[[bytes], object],
+        *,
+        timeout: float,
+        follow: bool = False,
     ) -> int: ...
 
 
@@ -84,10 +91,14 @@ async def archive_attempt(
     max_bytes: int = c.DEFAULT_LOG_ARCHIVE_MAX_BYTES,
     timeout: float = c.DEFAULT_LOG_ARCHIVE_TIMEOUT_SECONDS,
     concurrency: int = c.LOG_ARCHIVE_CONCURRENCY,
+    segment: str = "",
+    follow: bool = False,
 ) -> ArchiveResult:
     """Store every rank's log of `attempt` at `<run>/logs/attempt-<n>/<rank>.log`, then the attempt's index.
 
-    `expected` names the ranks the run has (`node-0`, ...): one without a pod left is recorded as missing.
+    `expected` names the ranks the run has (`node-0`, ...): one without a pod left is recorded as missing. A
+    `segment` (stopped replicas) goes to `<run>/logs/attempt-<n>/<segment>/`, read with `follow` so that what the
+    replicas print while they stop (their last checkpoint) is kept too.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -111,7 +122,7 @@ async def archive_attempt(
             error = ""
             try:
                 await kube.stream_pod_log(
-                    namespace, pod.name, c.CONTAINER_NAME, buffer.feed, timeout=read_by - loop.time()
+                    namespace, pod.name, c.CONTAINER_NAME, buffer.feed, timeout=read_by - loop.time(), follow=follow
                 )
             except ApiError as err:
                 what = f"read stopped after {buffer.total} bytes" if buffer.total else "not read"
@@ -123,7 +134,7 @@ async def archive_attempt(
                 return lg.RankLog(rank, pod.name, pod.node, error=error)
             size, truncated, data = buffer.total, buffer.truncated, buffer.value()
             del buffer  # only the kept bytes stay in memory while they upload
-            key = store.run_uri.key(lg.log_path(attempt, rank))
+            key = store.run_uri.key(lg.log_path(attempt, rank, segment))
             try:
                 await _bounded(asyncio.to_thread(_s3().put_bytes, client, store.bucket, key, data), deadline)
             except Exception as err:
@@ -136,9 +147,9 @@ async def archive_attempt(
         lg.RankLog(rank, error="not read: no pod of this attempt was left") for rank in expected if rank not in ranks
     ]
     results = (*await asyncio.gather(*(one(rank, pod) for rank, pod in ranks.items())), *gone)
-    doc = lg.index_document(run_name, attempt, outcome, results, archived_at)
+    doc = lg.index_document(run_name, attempt, outcome, results, archived_at, segment)
     try:
-        key = store.run_uri.key(lg.index_path(attempt))
+        key = store.run_uri.key(lg.index_path(attempt, segment))
         await _bounded(asyncio.to_thread(_s3().put_json, client, store.bucket, key, doc), deadline)
     except Exception as err:
         return ArchiveResult(attempt, results, False, f"index not stored: {_one_line(err)}")

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from runyard import constants as c
+from runyard.artifacts import logs as lg
 from runyard.artifacts import manifest
 from runyard.artifacts.store import LOGS_DIR, StoreURI, rank_name
 from runyard_operator.artifacts import store as st
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from runyard.api import TrainingRun
     from runyard_operator.config import OperatorConfig
     from runyard_operator.observe import PodView
+    from runyard_operator.policies.stop import Stopping
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +37,10 @@ MLFLOW_TAG_URI = "runyard.artifacts.uri"
 MLFLOW_TAG_CHECKPOINT = "runyard.artifacts.newest_checkpoint"
 MLFLOW_MANIFEST_PATH = "runyard/manifest.json"
 LOG_ARCHIVE_EVENT = "LogArchiveIncomplete"
+# Stopped segments kept in status.artifacts.logs.stops (the oldest go first; their files stay in the store).
+MAX_STOPPED_SEGMENTS = 20
+# How long a stopped segment is remembered as archived: longer than its replicas take to stop and the status to land.
+STOPPING_MEMORY_SECONDS = 900.0
 
 
 class ArtifactsPlugin(RunPlugin):
@@ -50,6 +56,8 @@ class ArtifactsPlugin(RunPlugin):
         self.settle_poll_seconds = settle_poll_seconds
         self.ctx: PluginContext | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        # (run uid, attempt, segment) -> when its stopped replicas' archive began (event-loop clock)
+        self._stopping: dict[tuple[str, int, str], float] = {}
 
     @classmethod
     def from_config(cls, config: OperatorConfig) -> ArtifactsPlugin | None:
@@ -262,8 +270,69 @@ class ArtifactsPlugin(RunPlugin):
         except Exception as err:  # best effort: the tracker is optional and may be down
             logger.warning("logging artifacts of %s/%s to MLflow failed: %s", run.metadata.namespace, run.name, err)
 
+    def stopping(self, run: TrainingRun, status: Mapping[str, Any], stop: Stopping) -> None:
+        """Archive what the stopping replicas print until they end, into a segment of their attempt (s3:// stores).
+
+        Their pods are deleted by the suspension itself, and the attempt goes on when the run resumes, so neither
+        the restart nor the end of the run would find these logs. The segment is contributed to
+        `status.artifacts.logs.stops` once stored.
+        """
+        store = self.store_of(run)
+        uid = str(run.metadata.uid or "")
+        if store is None or store.scheme != "s3" or not self.config.logs.enabled or self.ctx is None or not uid:
+            return
+        segment = lg.stopped_segment(stop.since)
+        known = ((status.get("artifacts") or {}).get("logs") or {}).get("stops") or []
+        if any(s.get("attempt") == stop.attempt and s.get("segment") == segment for s in known):
+            return
+        now = asyncio.get_running_loop().time()
+        for done, at in list(self._stopping.items()):
+            if now - at > STOPPING_MEMORY_SECONDS:
+                del self._stopping[done]
+        key = (uid, stop.attempt, segment)
+        if key in self._stopping:
+            return  # being archived, or archived and not yet in the status the controller hands over
+        self._stopping[key] = now
+        self._spawn(self._archive_stopped(run, stop, segment))
+
+    async def _archive_stopped(self, run: TrainingRun, stop: Stopping, segment: str) -> None:
+        store = self.store_of(run)
+        if store is None or self.ctx is None:
+            return
+        status = {"phase": "Suspended"}
+        result = await self._archive(run, status, stop.attempt, stop.pods, segment=segment, follow=True)
+        entry: dict[str, Any] = {"attempt": stop.attempt, "segment": segment, "reason": stop.reason, "time": stop.since}
+        problems = result.problems()
+        if problems:
+            shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+            entry["message"] = shown[:1024]
+        key = (run.metadata.namespace or "", run.name)
+        body = self.ctx.run(key)
+        if body is None or body.get("metadata", {}).get("uid") != run.metadata.uid:
+            return  # the run is gone, or another run took its name
+        artifacts: dict[str, Any] = dict((body.get("status") or {}).get("artifacts") or {})
+        artifacts["storeUri"] = store.run(run.name).uri()
+        logs: dict[str, Any] = dict(artifacts.get("logs") or {})
+        logs["uri"] = store.run(run.name).uri(LOGS_DIR)
+        stops = [s for s in logs.get("stops") or () if (s.get("attempt"), s.get("segment")) != (stop.attempt, segment)]
+        logs["stops"] = [*stops, entry][-MAX_STOPPED_SEGMENTS:]
+        events = []
+        if problems:
+            where = store.run(run.name).uri(lg.attempt_dir(stop.attempt, segment))
+            message = f"logs of the stopped replicas of attempt {stop.attempt} not fully archived to {where}: {shown}"
+            logger.warning("%s/%s: %s", key[0], key[1], message)
+            events.append(("Warning", LOG_ARCHIVE_EVENT, message[:1024]))
+        self.ctx.contribute(key, str(run.metadata.uid), fields={"artifacts": artifacts | {"logs": logs}}, events=events)
+
     async def _archive(
-        self, run: TrainingRun, status: Mapping[str, Any], attempt: int, pods: Sequence[PodView]
+        self,
+        run: TrainingRun,
+        status: Mapping[str, Any],
+        attempt: int,
+        pods: Sequence[PodView],
+        *,
+        segment: str = "",
+        follow: bool = False,
     ) -> ArchiveResult:
         try:
             store = await self.run_store(run)
@@ -282,6 +351,8 @@ class ArtifactsPlugin(RunPlugin):
                 archived_at=manifest.now(),
                 max_bytes=cfg.max_bytes_per_rank,
                 timeout=cfg.timeout_seconds,
+                segment=segment,
+                follow=follow,
             )
         except Exception as err:  # best effort: never fail the reconcile that restarts or ends the run
             logger.exception("archiving logs of %s/%s failed", run.metadata.namespace, run.name)

@@ -9,10 +9,12 @@ whose pods never ran (or a simulated node's, which vanish without failing) stay 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from runyard_operator.observe import JobView, PodView
 from runyard_operator.policies import conditions as cond
 from runyard_operator.policies.draft import Observed, StatusDraft
 from runyard_operator.policies.model import REASON_PREEMPTED, RUNNING, STARTING, SUSPENDED, Decision, RunFacts
@@ -34,6 +36,30 @@ def replace_stopped(
     going = stopped or any(j.deleting and j.attempt == seen.attempt for j in seen.jobs)
     decision.create_children = len(seen.current_jobs) < len(facts.replicas) and not going and not seen.stale_jobs
     decision.resume = decision.create_children and resuming(draft, seen)
+
+
+@dataclass(frozen=True)
+class Stopping:
+    """Replicas of an attempt that a suspension is stopping now: their logs are to be kept before their pods go."""
+
+    attempt: int
+    since: str  # when the suspension began: the earliest Suspended condition of the attempt's Jobs (RFC 3339)
+    reason: str
+    pods: tuple[PodView, ...]
+
+
+def stopping(facts: RunFacts, jobs: Sequence[JobView], pods: Sequence[PodView], attempt: int) -> Stopping | None:
+    """The pods of `attempt` whose Job is suspended (the Job controller is deleting them), if there are any.
+
+    A gang created suspended (waiting for Kueue, or for runPolicy.suspend to be lifted) has no pods: nothing stops.
+    """
+    suspended = {j.uid: j for j in jobs if j.attempt == attempt and j.owned and j.suspended and j.suspended_since}
+    mine = tuple(p for p in pods if p.owner_uid in suspended and p.attempt == attempt)
+    if not mine:
+        return None
+    since = min(j.suspended_since for j in suspended.values())
+    reason = REASON_PREEMPTED if facts.queue_name and not facts.suspend else REASON_SUSPENDED
+    return Stopping(attempt, since, reason, mine)
 
 
 def resuming(draft: StatusDraft, seen: Observed) -> bool:

@@ -735,6 +735,20 @@ class GPUSummary(_Status):
     )
 
 
+class StoppedLogs(_Status):
+    """Logs of replicas a suspension or a Kueue preemption stopped, archived while they stopped."""
+
+    attempt: int = Field(description="The attempt whose replicas were stopped (it goes on when the run resumes).")
+    segment: str = Field(description="Directory inside `<uri>/attempt-<n>/` holding `<role>-<index>.log`.")
+    reason: str | None = Field(None, description="Suspended (runPolicy.suspend) or Preempted (Kueue).")
+    time: str | None = Field(
+        None,
+        description="When the suspension began (the Jobs' Suspended condition).",
+        json_schema_extra={"format": "date-time"},
+    )
+    message: str | None = Field(None, description="Why some ranks' logs are missing or incomplete.")
+
+
 class LogArchiveStatus(_Status):
     """Where the run's rank logs were archived when its attempts ended (s3:// stores)."""
 
@@ -744,6 +758,10 @@ class LogArchiveStatus(_Status):
     )
     message: str | None = Field(
         None, description="Why logs of the last archived attempt are missing or incomplete, or why none are archived."
+    )
+    stops: list[StoppedLogs] | None = Field(
+        None,
+        description="Logs of replicas stopped by suspensions and preemptions (the most recent ones), oldest first.",
     )
 
 

@@ -5,6 +5,9 @@ Layout inside a run's directory `P/R` (docs/artifacts.md):
     P/R/logs/attempt-0/index.json   which ranks were archived, their sizes, and why a rank's log could not be read
     P/R/logs/attempt-0/node-0.log   the trainer container's log of rank node-0 in attempt 0
     P/R/logs/attempt-1/...
+    P/R/logs/attempt-0/stopped-20261205T231500Z/node-0.log
+                                    what rank node-0 printed before a suspension or a Kueue preemption stopped it;
+                                    the attempt goes on when the run resumes, so these come before attempt-0/node-0.log
 
 The operator writes them when an attempt ends (runyard_operator.artifacts.logs); `runyard.Client.logs` reads them
 once the pods are gone. Only the standard library is imported at module level: boto3 only when an s3:// archive is read.
@@ -24,25 +27,34 @@ from runyard.artifacts.store import LOGS_DIR, StoreURI
 INDEX_FILE = "index.json"
 INDEX_VERSION = 1
 _ATTEMPT_DIR = re.compile(r"^attempt-(\d+)$")
+STOPPED_PREFIX = "stopped-"
 # The tail matters most (how the rank ended); the head shows how it started.
 HEAD_SHARE = 0.25
 # The tail buffer is trimmed once it exceeds its limit by this much, so trimming costs one copy per slack, not per chunk.
 _TAIL_SLACK = 256 * 1024
 
 
-def attempt_dir(attempt: int) -> str:
-    """Directory of one attempt's logs inside the run's directory: `logs/attempt-<n>`."""
-    return f"{LOGS_DIR}/attempt-{attempt}"
+def attempt_dir(attempt: int, segment: str = "") -> str:
+    """Directory of one attempt's logs inside the run's directory: `logs/attempt-<n>` (or a stopped segment in it)."""
+    return f"{LOGS_DIR}/attempt-{attempt}" + (f"/{segment}" if segment else "")
 
 
-def log_path(attempt: int, rank: str) -> str:
-    """Path of one rank's archived log inside the run's directory: `logs/attempt-<n>/<role>-<index>.log`."""
-    return f"{attempt_dir(attempt)}/{rank}.log"
+def log_path(attempt: int, rank: str, segment: str = "") -> str:
+    """Path of one rank's archived log inside the run's directory: `logs/attempt-<n>/[<segment>/]<role>-<index>.log`."""
+    return f"{attempt_dir(attempt, segment)}/{rank}.log"
 
 
-def index_path(attempt: int) -> str:
-    """Path of one attempt's index inside the run's directory: `logs/attempt-<n>/index.json`."""
-    return f"{attempt_dir(attempt)}/{INDEX_FILE}"
+def index_path(attempt: int, segment: str = "") -> str:
+    """Path of one attempt's index inside the run's directory: `logs/attempt-<n>/[<segment>/]index.json`."""
+    return f"{attempt_dir(attempt, segment)}/{INDEX_FILE}"
+
+
+def stopped_segment(since: str) -> str:
+    """The segment holding the logs of replicas a suspension stopped, named by when it began (RFC 3339, UTC).
+
+    Deterministic, so an operator that restarts while the replicas stop writes the same segment again.
+    """
+    return STOPPED_PREFIX + re.sub(r"[^0-9TZ]", "", since.replace("+00:00", "Z"))
 
 
 def parse_attempt_dir(name: str) -> int | None:
@@ -143,17 +155,18 @@ class RankLog:
         )
 
 
-def index_document(run: str, attempt: int, outcome: str, ranks: Sequence[RankLog], archived: str) -> dict[str, Any]:
-    """An attempt's `index.json`: the run, the attempt, how it ended (Restarting, Succeeded, Failed) and its ranks."""
-    entries = [r.to_dict(log_path(attempt, r.rank) if r.archived else "") for r in sorted(ranks, key=lambda r: r.rank)]
-    return {
-        "version": INDEX_VERSION,
-        "run": run,
-        "attempt": attempt,
-        "outcome": outcome,
-        "archived": archived,
-        "ranks": entries,
-    }
+def index_document(
+    run: str, attempt: int, outcome: str, ranks: Sequence[RankLog], archived: str, segment: str = ""
+) -> dict[str, Any]:
+    """An attempt's `index.json`: the run, the attempt, how it ended (Restarting, Succeeded, Failed, or Suspended for
+    a stopped segment) and its ranks."""
+    entries = [
+        r.to_dict(log_path(attempt, r.rank, segment) if r.archived else "") for r in sorted(ranks, key=lambda r: r.rank)
+    ]
+    doc: dict[str, Any] = {"version": INDEX_VERSION, "run": run, "attempt": attempt}
+    if segment:
+        doc["segment"] = segment
+    return doc | {"outcome": outcome, "archived": archived, "ranks": entries}
 
 
 def parse_index(doc: Mapping[str, Any]) -> list[RankLog]:
@@ -220,15 +233,16 @@ class LogArchive:
             raise LogArchiveError(f"{self.uri(path)}: {_one_line(err)}") from None
         return data
 
-    def index(self, attempt: int) -> list[RankLog] | None:
-        """The ranks of an archived attempt, or None when that attempt has no index."""
-        data = self.read(index_path(attempt))
+    def index(self, attempt: int, segment: str = "") -> list[RankLog] | None:
+        """The ranks of an archived attempt (or of one of its stopped segments), or None when it has no index."""
+        path = index_path(attempt, segment)
+        data = self.read(path)
         if data is None:
             return None
         try:
             doc = json.loads(data)
         except ValueError:
-            raise LogArchiveError(f"{self.uri(index_path(attempt))}: not JSON") from None
+            raise LogArchiveError(f"{self.uri(path)}: not JSON") from None
         return parse_index(doc) if isinstance(doc, dict) else []
 
     def attempts(self) -> list[int]:

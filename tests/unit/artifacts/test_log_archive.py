@@ -93,6 +93,45 @@ def test_every_ranks_log_is_archived_before_the_restart_deletes_it_and_at_the_en
     asyncio.run(scenario())
 
 
+def test_replicas_stopped_by_a_preemption_keep_their_logs_in_a_segment_and_the_attempt_goes_on(
+    s3_server: S3Server, bucket: str
+) -> None:
+    async def scenario() -> None:
+        h = await harness()
+        await h.create(training_run("low", queueName="team", artifacts=store_spec(s3_server, bucket)))
+        await h.reconcile("low")
+        h.kube.mutate("Job", NS, "low-node", {"spec": {"suspend": False}})  # Kueue admits
+        pods = h.start_pods("low-node", 2)
+        say(h, pods, 0)
+        assert (await h.reconcile("low"))["phase"] == "Running"
+        assert not [c for c in h.kube.calls if c[0].startswith("GET log")]
+
+        # Kueue preempts: the Job controller suspends the Job and deletes its pods, which are stopping now.
+        suspended_at = "2026-12-05T23:15:00Z"
+        h.kube.mutate("Job", NS, "low-node", {"spec": {"suspend": True}})
+        conditions = [{"type": "Suspended", "status": "True", "lastTransitionTime": suspended_at}]
+        h.kube.mutate("Job", NS, "low-node", {"status": {"conditions": conditions}})
+        for pod in pods:
+            h.kube.mutate("Pod", NS, pod, {"metadata": {"deletionTimestamp": suspended_at}})
+        await h.reconcile("low")
+        await asyncio.gather(*h.controller.plugins[0]._tasks)  # type: ignore[attr-defined]
+        # Each rank's log is followed until it ends, once however often the run is reconciled while they stop.
+        status = await h.reconcile("low")
+        await h.reconcile("low")
+        followed = [c[3] for c in h.kube.calls if c[0] == "GET log follow"]
+        assert sorted(followed) == sorted(pods)
+        segment = "stopped-20261205T231500Z"
+        assert status["artifacts"]["logs"]["stops"] == [
+            {"attempt": 0, "segment": segment, "reason": "Preempted", "time": suspended_at}
+        ]
+        archive = lg.LogArchive(status["artifacts"]["storeUri"], endpoint=s3_server.endpoint)
+        assert archive.read(lg.log_path(0, "node-1", segment)) == b"attempt 0 rank 1\n" * 3
+        assert archive.attempts() == []  # the attempt is not over: it goes on when Kueue admits the run again
+        await h.controller.stop_plugins()
+
+    asyncio.run(scenario())
+
+
 def test_what_could_not_be_archived_is_in_the_status_and_an_event(s3_server: S3Server, bucket: str) -> None:
     async def scenario() -> None:
         h = await harness()

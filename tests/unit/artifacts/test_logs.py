@@ -25,6 +25,11 @@ from tests.unit.artifacts.s3server import S3Server
 def test_paths() -> None:
     assert lg.log_path(0, "node-0") == "logs/attempt-0/node-0.log"
     assert lg.index_path(3) == "logs/attempt-3/index.json"
+    # Replicas a suspension stopped: a segment of their attempt, named by when the suspension began.
+    segment = lg.stopped_segment("2026-12-05T23:15:00Z")
+    assert segment == lg.stopped_segment("2026-12-05T23:15:00+00:00") == "stopped-20261205T231500Z"
+    assert lg.log_path(0, "node-1", segment) == "logs/attempt-0/stopped-20261205T231500Z/node-1.log"
+    assert lg.index_path(0, segment) == "logs/attempt-0/stopped-20261205T231500Z/index.json"
     assert [lg.parse_attempt_dir(n) for n in ("attempt-12", "attempt-", "attempt-1x", "node-0")] == [
         12,
         None,
@@ -147,11 +152,21 @@ class Source:
     slow: float = 0.0
     calls: int = 0
 
+    followed: int = 0
+
     async def stream_pod_log(
-        self, namespace: str, name: str, container: str, sink: Callable[[bytes], object], *, timeout: float
+        self,
+        namespace: str,
+        name: str,
+        container: str,
+        sink: Callable[[bytes], object],
+        *,
+        timeout: float,
+        follow: bool = False,
     ) -> int:
         assert container == c.CONTAINER_NAME
         self.calls += 1
+        self.followed += follow
         if name in self.refusals:
             raise self.refusals[name]
         data = self.logs.get(name, b"")
@@ -217,6 +232,24 @@ def test_every_rank_is_archived_and_problems_are_recorded_not_raised(run_store: 
     index = s3.get_json(client, bucket, "team/r1/logs/attempt-0/index.json")
     assert index is not None and (index["run"], index["attempt"], index["outcome"]) == ("r1", 0, "Failed")
     assert [r["rank"] for r in index["ranks"]] == ["node-0", "node-1", "node-2", "node-3", "node-4"]
+
+
+def test_stopped_replicas_are_followed_into_a_segment_of_their_attempt(run_store: RunStore, bucket: str) -> None:
+    source = Source({"r1-node-0-abcde": b"stop asked\ncheckpoint step 40 saved\n"}, {})
+    segment = lg.stopped_segment("2026-12-05T23:15:00Z")
+    result = archive(source, run_store, [pod(0)], expected=["node-0"], segment=segment, follow=True)
+    assert result.stored and source.followed == 1  # type: ignore[attr-defined]
+    client = s3.client()
+    base = "team/r1/logs/attempt-0/stopped-20261205T231500Z"
+    assert s3.get_bytes(client, bucket, f"{base}/node-0.log") == b"stop asked\ncheckpoint step 40 saved\n"
+    index = s3.get_json(client, bucket, f"{base}/index.json")
+    assert index is not None and (index["segment"], index["ranks"][0]["path"]) == (
+        "stopped-20261205T231500Z",
+        "logs/attempt-0/stopped-20261205T231500Z/node-0.log",
+    )
+    # The attempt itself is not archived by it: its index is written when the attempt ends.
+    assert s3.get_json(client, bucket, "team/r1/logs/attempt-0/index.json") is None
+    assert lg.LogArchive(run_store.run_uri.uri()).attempts() == []
 
 
 def test_the_archive_is_bounded_in_time(run_store: RunStore, bucket: str) -> None:

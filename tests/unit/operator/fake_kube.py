@@ -299,10 +299,19 @@ class FakeKube:
         return "".join(lines).encode()[-limit_bytes:].decode(errors="replace")
 
     async def stream_pod_log(
-        self, namespace: str, name: str, container: str, sink: Callable[[bytes], object], *, timeout: float
+        self,
+        namespace: str,
+        name: str,
+        container: str,
+        sink: Callable[[bytes], object],
+        *,
+        timeout: float,
+        follow: bool = False,
     ) -> int:
-        """The whole log a test put in `logs`, in 64 KiB chunks; a refusal put in `log_refusals` is raised instead."""
-        self.calls.append(("GET log", "Pod", namespace, name))
+        """The whole log a test put in `logs`, in 64 KiB chunks; a refusal put in `log_refusals` is raised instead.
+
+        A followed log is the same: the fake's containers have already said everything they will say."""
+        self.calls.append(("GET log" + (" follow" if follow else ""), "Pod", namespace, name))
         self._existing(("Pod", namespace, name))
         refusal = self.log_refusals.get((namespace, name))
         if refusal is not None:

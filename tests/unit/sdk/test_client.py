@@ -272,6 +272,39 @@ def test_logs_fall_back_to_the_archive_once_the_pods_are_gone(
     assert texts(list(client.logs("ddp", rank=1)))[-1] == "[node-1] epoch 5 too"
 
 
+def test_what_preempted_replicas_printed_comes_before_the_resumed_attempt_and_alone_while_suspended(
+    client: Client, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    segment = lg.stopped_segment("2026-12-05T23:15:00Z")
+    for rank in ("node-0", "node-1"):
+        path = tmp_path / "ddp" / lg.log_path(0, rank, segment)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"{rank} step 40: stop asked, checkpoint saved\n")
+    stop = {"attempt": 0, "segment": segment, "reason": "Preempted", "time": "2026-12-05T23:15:00Z"}
+    uri = f"file://{tmp_path}/ddp/logs/attempt-0/{segment}"
+    # Still suspended, its pods gone and its attempt not over: what the replicas printed until they stopped.
+    serve(client, monkeypatch, archived_run(f"file://{tmp_path}", "Suspended", 0, stops=[stop]), [])
+    assert texts(list(client.logs("ddp"))) == [
+        f"! [node-0] Preempted at 2026-12-05T23:15:00Z: the stopped replica's log from the archive {uri}/node-0.log",
+        "[node-0] node-0 step 40: stop asked, checkpoint saved",
+        f"! [node-1] Preempted at 2026-12-05T23:15:00Z: the stopped replica's log from the archive {uri}/node-1.log",
+        "[node-1] node-1 step 40: stop asked, checkpoint saved",
+    ]
+    # Resumed: the stopped part first, then the replicas that went on (live here), rank by rank.
+    live = [pod("node", 0, 0, name="ddp-node-0-new"), pod("node", 1, 0, name="ddp-node-1-new")]
+    serve(client, monkeypatch, archived_run(f"file://{tmp_path}", "Running", 0, stops=[stop]), live)
+    assert [t for t in texts(list(client.logs("ddp"))) if not t.startswith("!")] == [
+        "[node-0] node-0 step 40: stop asked, checkpoint saved",
+        "[node-0] live ddp-node-0-new",
+        "[node-1] node-1 step 40: stop asked, checkpoint saved",
+        "[node-1] live ddp-node-1-new",
+    ]
+    assert [t for t in texts(list(client.logs("ddp", rank=1))) if not t.startswith("!")] == [
+        "[node-1] node-1 step 40: stop asked, checkpoint saved",
+        "[node-1] live ddp-node-1-new",
+    ]
+
+
 def test_only_the_ranks_whose_pod_is_gone_come_from_the_archive(
     client: Client, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

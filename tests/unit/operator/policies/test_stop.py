@@ -8,6 +8,7 @@ from typing import Any
 
 from runyard_operator.observe import summarize_job
 from runyard_operator.policies import lifecycle as lc
+from runyard_operator.policies import stop
 from tests.unit.operator.views import FACTS, NOW, T0, job, pod
 
 QUEUE = replace(FACTS, queue_name="team-a")
@@ -109,3 +110,24 @@ def test_observe_tells_a_job_the_suspension_ended_from_one_that_had_ended_before
     assert not summarize_job(_job_body(True, [("Failed", before), ("Suspended", after)])).stopped
     assert not summarize_job(_job_body(False, [("Failed", after)])).stopped
     assert not summarize_job(_job_body(True, [("Suspended", before)])).stopped  # never ran: just unsuspend it
+    # When the suspension began names the archive of the stopping replicas' logs; an unsuspended Job has none.
+    assert summarize_job(_job_body(True, [("Suspended", before)])).suspended_since == before
+    assert summarize_job(_job_body(False, [("Suspended", before)])).suspended_since == ""
+
+
+def test_the_replicas_a_suspension_is_stopping_are_named_with_when_it_began() -> None:
+    """What the artifacts plugin archives while the Job controller deletes a suspended Job's pods."""
+    suspended = job(suspended=True, active=0, suspended_since="2026-11-26T11:59:58Z")
+    stopping_pods = [pod(0, owner_uid="j-node-0", deleting=True), pod(1, owner_uid="j-node-0", deleting=True)]
+    found = stop.stopping(QUEUE, [suspended], stopping_pods, 0)
+    assert found is not None and (found.attempt, found.since, found.reason) == (0, "2026-11-26T11:59:58Z", "Preempted")
+    assert [p.name for p in found.pods] == ["r-node-0-abc", "r-node-1-abc"]
+    # runPolicy.suspend stops a queued run too: that is the user's suspension, not Kueue's.
+    assert (stop.stopping(replace(QUEUE, suspend=True), [suspended], stopping_pods, 0) or found).reason == "Suspended"
+    assert stop.stopping(FACTS, [suspended], stopping_pods, 0).reason == "Suspended"  # type: ignore[union-attr]
+    # Nothing stops: a gang created suspended (no pods), a running Job, another attempt's or a foreign Job's pods.
+    assert stop.stopping(QUEUE, [suspended], [], 0) is None
+    assert stop.stopping(QUEUE, [job()], stopping_pods, 0) is None
+    assert stop.stopping(QUEUE, [replace(suspended, attempt=1)], stopping_pods, 1) is None
+    assert stop.stopping(QUEUE, [replace(suspended, owned=False)], stopping_pods, 0) is None
+    assert stop.stopping(QUEUE, [replace(suspended, suspended_since="")], stopping_pods, 0) is None
