@@ -16,8 +16,10 @@ Checkpoint-aware stop: a suspension, a Kueue preemption, the run's deletion or i
 `runyard.should_stop()` turns it into a flag. The ranks agree on it in the same all-reduce as the loss (so all stop
 after the same step), rank 0 saves `step-<n>.pt`, and the process exits 143 ("stopped", not "finished").
 
-Fault drill: with RUNYARD_EXAMPLE_KILL_AT_EPOCH=<n>, the last rank SIGKILLs itself when epoch <n> starts on the run's
-first attempt, which a Runyard gang restart recovers from the newest checkpoint.
+Fault drills, on the run's first attempt only: with RUNYARD_EXAMPLE_KILL_AT_EPOCH=<n> the last rank SIGKILLs itself
+when epoch <n> starts, which a Runyard gang restart recovers from the newest checkpoint; with
+RUNYARD_EXAMPLE_HANG_AT_EPOCH=<n> it hangs there instead (a hung collective: every rank goes silent while its process
+lives), which `runPolicy.stallTimeoutSeconds` with `restartOnStall` turns into the same restart.
 """
 
 from __future__ import annotations
@@ -128,11 +130,16 @@ def main() -> None:
     print(f"rank {rank}/{world_size}: {len(loader)} steps per epoch, {args.epochs} epochs", flush=True)
 
     kill_at = int(os.environ.get("RUNYARD_EXAMPLE_KILL_AT_EPOCH", "0"))
+    hang_at = int(os.environ.get("RUNYARD_EXAMPLE_HANG_AT_EPOCH", "0"))
     first_attempt = os.environ.get("RUNYARD_RESTART_ATTEMPT", "0") == "0"
     for epoch in range(first_epoch, args.epochs):
         if kill_at and epoch + 1 == kill_at and first_attempt and rank == world_size - 1:
             print(f"rank {rank}: fault drill, SIGKILL at the start of epoch {kill_at}", flush=True)
             os.kill(os.getpid(), signal.SIGKILL)
+        if hang_at and epoch + 1 == hang_at and first_attempt and rank == world_size - 1:
+            print(f"rank {rank}: fault drill, hanging at the start of epoch {hang_at}", flush=True)
+            while True:  # the other ranks wait for it in their next all-reduce: no rank reports progress any more
+                time.sleep(3600)
         assert isinstance(loader.sampler, DistributedSampler)
         loader.sampler.set_epoch(epoch)
         ddp.train()

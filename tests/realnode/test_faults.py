@@ -1,5 +1,5 @@
-"""Real faults on the real node: a rank killed mid-training (whose logs of both attempts outlive their pods), a
-container over its memory limit, an image that does not exist, and an image that runs as root under the default
+"""Real faults on the real node: a rank killed mid-training (whose logs of both attempts outlive their pods), a hung
+collective that stalls the run and restarts it from its checkpoint, a container over its memory limit, an image that does not exist, and an image that runs as root under the default
 (restricted) security context."""
 
 from __future__ import annotations
@@ -82,6 +82,42 @@ def test_killed_rank_restarts_the_gang_from_the_newest_checkpoint(
     for line in ("[node-1] rank 1: fault drill, SIGKILL at the start of epoch 3", "[node-0] rank 0: epoch 2/5"):
         assert line in first.stdout, f"attempt 0's archived logs lack {line!r}:\n{first.stdout[-3000:]}"
     assert "epoch 5/5" not in first.stdout
+
+
+def test_hung_collective_stalls_the_run_and_restart_on_stall_resumes_it_from_the_checkpoint(
+    cluster: Cluster, rruns: Runs, mlflow_real: str, s3_real: S3Server
+) -> None:
+    """The NCCL-hang case with real processes: the last rank hangs at epoch 3, rank 0 waits for it in its all-reduce,
+    both go silent while their pods run; Stalled restarts the gang, which resumes from epoch 2's checkpoint."""
+    manifest = load_manifest("pytorch-ddp.yaml", rruns.namespace)
+    manifest["metadata"]["name"] = "ddp-hang"
+    spec = manifest["spec"]
+    spec["env"].append({"name": "RUNYARD_EXAMPLE_HANG_AT_EPOCH", "value": "3"})
+    # A hung rank ignores SIGTERM (its flag is never read): a short grace period gets the restart going sooner.
+    spec["runPolicy"] = {
+        "backoffLimit": 1, "backoffSeconds": 0, "stallTimeoutSeconds": 30, "restartOnStall": True,
+        "stopGracePeriodSeconds": 5,
+    }  # fmt: skip
+    apply(cluster, manifest)
+    status = wait_finished(rruns, "ddp-hang", timeout=600)
+    assert status["phase"] == "Succeeded", f"{status}\n{pod_diagnostics(rruns, 'ddp-hang')}"
+    assert status["restarts"] == 1, status
+    failure = status["failure"]
+    # Where and why: the ranks that went silent, their pods and node, and how long they were silent.
+    assert failure["category"] == "Stalled" and failure["reason"] == "Stalled", failure
+    assert failure["pod"].startswith("ddp-hang-node-") and failure["node"], failure
+    assert "no progress report for 30s" in failure["message"], failure
+    described = runyard_cli(cluster, "describe", "ddp-hang", "-n", rruns.namespace).stdout
+    assert "Stalled" in described and failure["pod"] in described, described
+
+    from mlflow import MlflowClient
+
+    history = MlflowClient(tracking_uri=mlflow_real).get_metric_history(status["tracking"]["mlflow"]["runId"], "epoch")
+    epochs = [m.value for m in sorted(history, key=lambda m: (m.timestamp, m.step))]
+    assert epochs == [1.0, 2.0, 3.0, 4.0, 5.0], epochs  # resumed after epoch 2: nothing trained twice
+    first = runyard_cli(cluster, "logs", "ddp-hang", "--attempt", "0", "-n", rruns.namespace, env=s3_real.env())
+    assert "[node-1] rank 1: fault drill, hanging at the start of epoch 3" in first.stdout, first.stdout[-3000:]
+    assert "[node-0] rank 0: resumed from" in runyard_cli(cluster, "logs", "ddp-hang", "-n", rruns.namespace).stdout
 
 
 def test_container_over_its_memory_limit_is_oomkilled(cluster: Cluster, rruns: Runs) -> None:
