@@ -1,8 +1,12 @@
 """Attribution of GPU samples to a run's pods and the run's accounting: GPU-hours, utilisation, memory, power, energy.
 
 GPU-hours come from allocation intervals (pod start to pod end, per GPU), never from samples, so an allocated GPU that
-nobody uses still counts. Utilisation and power are time-weighted means over sampled time with gaps left out. Energy is
-the sum of deltas of each physical GPU's mJ counter, counting a counter reset as a new segment.
+nobody uses still counts. Utilisation, idle time and power come from counter deltas between scrapes where the source
+has counters (Runyard's node agent: busy/idle/sampled seconds, energy), so they do not depend on the scrape interval;
+from a source with gauges only (a plain DCGM exporter) they are time-weighted means of point readings with gaps left
+out, and the summary says `estimated`. The edges of an allocation (its start to the first sample, the last sample to
+its end) take the rate of the adjacent interval instead of being dropped. Energy is the sum of deltas of each
+physical GPU's mJ counter, counting a counter reset as a new segment.
 """
 
 from __future__ import annotations
@@ -13,10 +17,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from runyard_operator.gpu.integrator import IDLE_PERCENT
 from runyard_operator.gpu.parser import GPUSample
 from runyard_operator.timestamps import Precision, format_time, parse_epoch
 
-IDLE_SAMPLE_PERCENT = 5.0  # GPUSummary.idleGpuHours: "GPU-hours with utilisation below 5 percent"
+IDLE_SAMPLE_PERCENT = IDLE_PERCENT  # GPUSummary.idleGpuHours: "GPU-hours with utilisation below 5 percent"
 MIG_SLICES = 7  # compute slices of A100/H100-class parts; "1g.10gb" is 1/7 of a GPU
 MAX_CLOSED_ALLOCATIONS = 128  # closed intervals kept in status for the record; their seconds stay in the total
 # Milliseconds: resuming from status recomputes open intervals from these stamps, so whole seconds would drift.
@@ -53,6 +58,9 @@ class Allocation:
     index: str = ""
     mig_profile: str = ""
     energy_mj: float | None = None
+    # Where the first interval's rate is to be extrapolated back to (the allocation's start); None once done, and for
+    # allocations resumed from status (their head was accounted before the restart).
+    head_from: float | None = None
 
     @property
     def uuid(self) -> str:
@@ -118,11 +126,31 @@ class SampleIndex:
             self.by_device[s.key].append(s)
 
 
+@dataclass(frozen=True, slots=True)
+class _Rates:
+    """One interval's rates: mean utilisation (percent), share of time idle, mean power (W), to extend to an edge."""
+
+    utilization: float | None = None
+    idle: float = 0.0
+    power: float | None = None
+    energy: bool = False  # power came from the energy counter: the edge's energy is counted too
+
+
 @dataclass(slots=True)
 class _Last:
     time: float
     utilization: float | None
     power: float | None
+    busy: float | None = None
+    idle: float | None = None
+    sampled: float | None = None
+    energy_mj: float | None = None
+    rates: _Rates | None = None
+
+
+def _delta(new: float, old: float) -> float:
+    """A counter's increase; a smaller reading means it restarted from 0 (an agent or driver restart)."""
+    return new - old if new >= old else new
 
 
 @dataclass
@@ -153,6 +181,7 @@ class RunAccount:
     peak_memory_bytes: float | None = None
     energy_mj: float = 0.0
     energy_estimated: bool = False
+    estimated: bool = False  # utilisation, idle time or power came from point gauges (no counters at the source)
     samples: int = 0
     last_sample_time: float | None = None
     allocations: list[Allocation] = field(default_factory=list)
@@ -170,7 +199,23 @@ class RunAccount:
     def _close(self, alloc: Allocation, at: float) -> None:
         alloc.end = max(at, alloc.start)
         self.closed_gpu_seconds += alloc.seconds(alloc.end)
-        self._last.pop(alloc.device, None)
+        last = self._last.pop(alloc.device, None)
+        if last is not None and last.rates is not None:
+            # The tail, from the last sample to the end, at the rate of the last interval.
+            self._extrapolate(min(max(alloc.end - last.time, 0.0), self.max_gap), alloc.fraction, last.rates)
+
+    def _extrapolate(self, span: float, frac: float, rates: _Rates) -> None:
+        if span <= 0:
+            return
+        if rates.utilization is not None:
+            self.util_weighted += rates.utilization * span * frac
+            self.sampled_seconds += span * frac
+            self.idle_seconds += rates.idle * span * frac
+        if rates.power is not None:
+            self.power_weighted += rates.power * span * frac
+            self.power_seconds += span * frac
+            if rates.energy:
+                self.energy_mj += rates.power * span * 1000.0 * frac
 
     def close_all(self, at: float) -> None:
         for alloc in self.open_allocations():
@@ -215,6 +260,7 @@ class RunAccount:
             for alloc in self.open_allocations():
                 if alloc.pod_uid == pod.uid and not alloc.device:
                     alloc.device, alloc.index, alloc.node = sample.key, sample.index, pod.node or sample.node
+                    alloc.head_from = alloc.start
                     return alloc
         alloc = Allocation(
             pod=pod.name,
@@ -224,6 +270,7 @@ class RunAccount:
             start=start,
             index=sample.index,
             mig_profile=sample.mig_profile,
+            head_from=start,
         )
         self.allocations.append(alloc)
         return alloc
@@ -284,20 +331,58 @@ class RunAccount:
         if s.memory_used_bytes is not None:
             self.peak_memory_bytes = max(self.peak_memory_bytes or 0.0, s.memory_used_bytes)
         power = s.power_watts  # MIG instances report their parent's draw: weighted by the slice below
+        rates = None
         if prev is not None:
-            dt = s.time - prev.time
-            if dt <= self.max_gap:
-                if s.utilization is not None and prev.utilization is not None:
-                    mean = (s.utilization + prev.utilization) / 2
-                    self.util_weighted += mean * dt * frac
-                    self.sampled_seconds += dt * frac
-                    if mean < IDLE_SAMPLE_PERCENT:
-                        self.idle_seconds += dt * frac
-                if power is not None and prev.power is not None:
-                    self.power_weighted += (power + prev.power) / 2 * dt * frac
-                    self.power_seconds += dt * frac
-        self._last[alloc.device] = _Last(s.time, s.utilization, power)
+            rates = _Rates(**self._fold_utilization(prev, s, frac), **self._fold_power(prev, s, frac))
+            if rates.utilization is None and rates.power is None:
+                rates = None
+            elif alloc.head_from is not None:
+                # The head, from the allocation's start to its first sample, at the rate of the first interval.
+                self._extrapolate(min(max(prev.time - alloc.head_from, 0.0), self.max_gap), frac, rates)
+                alloc.head_from = None
+        self._last[alloc.device] = _Last(
+            s.time, s.utilization, power, s.busy_seconds, s.idle_seconds, s.sampled_seconds, s.energy_mj, rates
+        )
         return True
+
+    def _fold_utilization(self, prev: _Last, s: GPUSample, frac: float) -> dict[str, Any]:
+        """Busy and idle time between two samples: counter deltas where both have them, else the gauges' trapezoid."""
+        if s.has_counters and prev.busy is not None and prev.idle is not None and prev.sampled is not None:
+            sampled = _delta(s.sampled_seconds or 0.0, prev.sampled)
+            if sampled <= 0:
+                return {}
+            busy = min(_delta(s.busy_seconds or 0.0, prev.busy), sampled)
+            idle = min(_delta(s.idle_seconds or 0.0, prev.idle), sampled)
+            self.util_weighted += 100.0 * busy * frac
+            self.sampled_seconds += sampled * frac
+            self.idle_seconds += idle * frac
+            return {"utilization": 100.0 * busy / sampled, "idle": idle / sampled}
+        dt = s.time - prev.time
+        if dt > self.max_gap or s.utilization is None or prev.utilization is None:
+            return {}
+        self.estimated = True
+        mean = (s.utilization + prev.utilization) / 2
+        idle = 1.0 if mean < IDLE_SAMPLE_PERCENT else 0.0
+        self.util_weighted += mean * dt * frac
+        self.sampled_seconds += dt * frac
+        self.idle_seconds += idle * dt * frac
+        return {"utilization": mean, "idle": idle}
+
+    def _fold_power(self, prev: _Last, s: GPUSample, frac: float) -> dict[str, Any]:
+        """Mean power between two samples: Δenergy/Δt where both read the energy counter, else the gauges' trapezoid."""
+        dt = s.time - prev.time
+        if s.energy_mj is not None and prev.energy_mj is not None and dt > 0:
+            joules = _delta(s.energy_mj, prev.energy_mj) / 1000.0
+            self.power_weighted += joules * frac
+            self.power_seconds += dt * frac
+            return {"power": joules / dt, "energy": True}
+        if dt > self.max_gap or s.power_watts is None or prev.power is None:
+            return {}
+        self.estimated = True
+        mean = (s.power_watts + prev.power) / 2
+        self.power_weighted += mean * dt * frac
+        self.power_seconds += dt * frac
+        return {"power": mean}
 
     def _fold_energy(self, readings: Mapping[str, list[tuple[float, float]]]) -> None:
         """Counter deltas per physical GPU; MIG instances repeat their parent's counter, so each GPU counts once."""
@@ -364,6 +449,8 @@ class RunAccount:
         out |= {k: round(v, 3) for k, v in optional.items() if v is not None}
         if self.energy_estimated:
             out["energyEstimated"] = True
+        if self.estimated:
+            out["estimated"] = True
         return out
 
     def tracker_summary(self, now: float) -> dict[str, float]:
@@ -400,6 +487,7 @@ class RunAccount:
         account.idle_seconds = float(raw.get("idleGpuHours") or 0.0) * 3600
         account.energy_mj = float(raw.get("energyKWh") or 0.0) * 3.6e9
         account.energy_estimated = bool(raw.get("energyEstimated"))
+        account.estimated = bool(raw.get("estimated"))
         account.samples = int(raw.get("samples") or 0)
         account.last_sample_time = as_of
         if raw.get("peakUtilization") is not None:

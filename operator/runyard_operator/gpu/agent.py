@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 
 from aiohttp import web
 
+from runyard_operator.gpu.integrator import IDLE_PERCENT, UtilizationCounters, UtilizationIntegrator
 from runyard_operator.gpu.nvml import DeviceReading, NVMLReader
 from runyard_operator.gpu.podresources import DEFAULT_SOCKET, DeviceOwner, PodResourcesClient, owners_from_response
 
@@ -40,6 +41,19 @@ _FAMILIES: list[tuple[str, str, str, str, bool]] = [
 ]
 _MIB = 1048576
 
+# Cumulative counters beside the gauges (Prometheus naming: base units, `_total`), per whole GPU. The operator takes
+# deltas between scrapes, so its utilisation, idle time and power do not depend on the scrape interval (gpu/integrator.py).
+BUSY_TOTAL = "runyard_gpu_busy_seconds_total"
+IDLE_TOTAL = "runyard_gpu_idle_seconds_total"
+SAMPLED_TOTAL = "runyard_gpu_sampled_seconds_total"
+ENERGY_TOTAL = "runyard_gpu_energy_joules_total"
+_COUNTERS: list[tuple[str, str]] = [
+    (BUSY_TOTAL, "Time the GPU was busy: the integral of its utilisation over time (in s)."),
+    (IDLE_TOTAL, f"Time the GPU's utilisation was below {IDLE_PERCENT:g} percent (in s)."),
+    (SAMPLED_TOTAL, "Time covered by utilisation samples, the denominator of busy and idle time (in s)."),
+    (ENERGY_TOTAL, "Energy used by the GPU since the driver was loaded (in J)."),
+]
+
 
 def _quote(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
@@ -56,8 +70,31 @@ def _field(reading: DeviceReading, name: str) -> float | None:
     return float(value) if value is not None else None
 
 
-def render(readings: Sequence[DeviceReading], owners: Mapping[str, DeviceOwner], hostname: str) -> str:
-    """The DCGM exporter's exposition (label names and order as in 4.x, lowercase `hostname` as on its main)."""
+def _labels(r: DeviceReading, owners: Mapping[str, DeviceOwner], hostname: str) -> str:
+    labels = [
+        ("gpu", str(r.index)),
+        ("UUID", r.uuid),
+        ("pci_bus_id", r.bus_id),
+        ("device", f"nvidia{r.index}"),
+        ("modelName", r.name),
+    ]
+    if r.gi_id is not None:
+        labels += [("GPU_I_PROFILE", r.mig_profile), ("GPU_I_ID", str(r.gi_id))]
+    labels.append(("hostname", hostname))
+    owner = owners.get(r.mig_uuid) if r.gi_id is not None else owners.get(r.uuid)
+    if owner is not None:
+        labels += [("container", owner.container), ("namespace", owner.namespace), ("pod", owner.pod)]
+    return ",".join(f'{k}="{_quote(v)}"' for k, v in labels)
+
+
+def render(
+    readings: Sequence[DeviceReading],
+    owners: Mapping[str, DeviceOwner],
+    hostname: str,
+    counters: Mapping[str, UtilizationCounters] | None = None,
+) -> str:
+    """The DCGM exporter's exposition (label names and order as in 4.x, lowercase `hostname` as on its main), then
+    Runyard's counters with the same labels: `counters` by GPU UUID (whole GPUs), energy from NVML's own counter."""
     lines: list[str] = []
     for metric, kind, help_text, attr, integer in _FAMILIES:
         body: list[str] = []
@@ -65,24 +102,30 @@ def render(readings: Sequence[DeviceReading], owners: Mapping[str, DeviceOwner],
             value = _field(r, attr)
             if value is None:
                 continue
-            labels = [
-                ("gpu", str(r.index)),
-                ("UUID", r.uuid),
-                ("pci_bus_id", r.bus_id),
-                ("device", f"nvidia{r.index}"),
-                ("modelName", r.name),
-            ]
-            if r.gi_id is not None:
-                labels += [("GPU_I_PROFILE", r.mig_profile), ("GPU_I_ID", str(r.gi_id))]
-            labels.append(("hostname", hostname))
-            owner = owners.get(r.mig_uuid) if r.gi_id is not None else owners.get(r.uuid)
-            if owner is not None:
-                labels += [("container", owner.container), ("namespace", owner.namespace), ("pod", owner.pod)]
-            text = ",".join(f'{k}="{_quote(v)}"' for k, v in labels)
-            body.append(f"{metric}{{{text}}} {int(value) if integer else f'{value:f}'}")
+            body.append(f"{metric}{{{_labels(r, owners, hostname)}}} {int(value) if integer else f'{value:f}'}")
         if body:
             lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} {kind}", *body]
+    for metric, help_text in _COUNTERS:
+        body = []
+        for r in readings:
+            value = _counter(r, metric, counters or {})
+            if value is not None:
+                body.append(f"{metric}{{{_labels(r, owners, hostname)}}} {value:.6f}")
+        if body:
+            lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} counter", *body]
     return "\n".join(lines) + "\n"
+
+
+def _counter(r: DeviceReading, metric: str, counters: Mapping[str, UtilizationCounters]) -> float | None:
+    if metric == ENERGY_TOTAL:
+        return r.energy_mj / 1000.0 if r.energy_mj is not None else None
+    # Utilisation belongs to whole GPUs: NVML has none for MIG instances.
+    mine = counters.get(r.uuid) if r.gi_id is None else None
+    if mine is None:
+        return None
+    if metric == BUSY_TOTAL:
+        return mine.busy_seconds
+    return mine.idle_seconds if metric == IDLE_TOTAL else mine.sampled_seconds
 
 
 class Agent:
@@ -106,6 +149,7 @@ class Agent:
         self._nvml_up = False
         self._healthy = False
         self._task: asyncio.Task[None] | None = None
+        self._integrators: dict[str, UtilizationIntegrator] = {}
 
     @property
     def page(self) -> str:
@@ -121,15 +165,33 @@ class Agent:
             except Exception as err:  # keep the last mapping: a kubelet restart must not blank the pod labels
                 self._podresources_errors += 1
                 logger.warning("podresources List failed: %s", err)
+        since = {uuid: i.last_time or 0.0 for uuid, i in self._integrators.items()}
         try:
-            readings = await asyncio.to_thread(self._reader.read)
+            readings = await asyncio.to_thread(self._reader.read, since)
             self._nvml_up = True
         except Exception as err:
             if self._nvml_up or not self._page:
                 logger.warning("NVML unavailable: %s", err)
             readings, self._nvml_up = [], False
-        self._page = render(readings, self._owners, self._hostname) + self._self_metrics()
+        counters = self.integrate(readings)
+        self._page = render(readings, self._owners, self._hostname, counters) + self._self_metrics()
         self._healthy = True
+
+    def integrate(self, readings: Sequence[DeviceReading]) -> dict[str, UtilizationCounters]:
+        """Fold each whole GPU's new utilisation samples (NVML's buffer, else this pass's poll) into its counters."""
+        out: dict[str, UtilizationCounters] = {}
+        for r in readings:
+            if r.gi_id is not None:
+                continue
+            samples = r.utilization_samples
+            if samples is None:
+                samples = [(r.timestamp, r.utilization_pct)] if r.utilization_pct is not None else []
+                if not samples and r.uuid not in self._integrators:
+                    continue  # no utilisation at all (MIG mode): no counters rather than zeros
+            integrator = self._integrators.setdefault(r.uuid, UtilizationIntegrator())
+            integrator.feed(samples)
+            out[r.uuid] = integrator.counters
+        return out
 
     def _self_metrics(self) -> str:
         """The agent's own state: whether NVML answers, and what the kubelet's PodResources API last listed."""

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import importlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
+
+# nvmlValueType_t -> the nvmlValue_t union member holding it (NVML_VALUE_TYPE_DOUBLE = 0, ...).
+_VALUE_FIELDS = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal", 6: "usVal"}
 
 
 @dataclass(slots=True)
@@ -27,6 +30,9 @@ class DeviceReading:
     gi_id: int | None = None
     mig_profile: str = ""
     mig_uuid: str = ""
+    # NVML's buffered utilisation samples newer than the `since` asked for: (seconds, percent). None: no buffer
+    # (MIG instances, GPUs or drivers without it); the agent integrates its own polls of `utilization_pct` then.
+    utilization_samples: list[tuple[float, float]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,15 +81,36 @@ class NVMLReader:
         except error:
             return None
 
-    def read(self) -> list[DeviceReading]:
+    def read(self, since: Mapping[str, float] | None = None) -> list[DeviceReading]:
+        """Every GPU and MIG instance now; with `since` (GPU UUID -> seconds), also each GPU's buffered utilisation
+        samples newer than that (all of the buffer for a GPU not named)."""
         self.open()
         nv = self.nvml
         out: list[DeviceReading] = []
         for i in range(nv.nvmlDeviceGetCount()):
             handle = nv.nvmlDeviceGetHandleByIndex(i)
-            out.append(self._device(i, handle))
-            out.extend(self._mig_instances(i, handle, out[-1]))
+            reading = self._device(i, handle)
+            if since is not None:
+                reading.utilization_samples = self._utilization_samples(handle, since.get(reading.uuid, 0.0))
+            out.append(reading)
+            out.extend(self._mig_instances(i, handle, reading))
         return out
+
+    def _utilization_samples(self, handle: Any, since: float) -> list[tuple[float, float]] | None:
+        """NVML's utilisation sample buffer after `since` (seconds); [] when nothing is newer, None when unsupported."""
+        nv = self.nvml
+        kind = getattr(nv, "NVML_GPU_UTILIZATION_SAMPLES", 1)
+        try:
+            value_type, samples = nv.nvmlDeviceGetSamples(handle, kind, int(since * 1_000_000))
+        except AttributeError:
+            return None  # an nvidia-ml-py without nvmlDeviceGetSamples
+        except getattr(nv, "NVMLError", Exception) as err:
+            # NVML_ERROR_NOT_FOUND: no sample newer than `since` (the buffer is there, nothing new in it).
+            if getattr(err, "value", None) == getattr(nv, "NVML_ERROR_NOT_FOUND", 6):
+                return []
+            return None
+        field_name = _VALUE_FIELDS.get(int(value_type), "uiVal")
+        return [(int(s.timeStamp) / 1_000_000, float(getattr(s.sampleValue, field_name))) for s in samples]
 
     def _device(self, index: int, handle: Any) -> DeviceReading:
         nv = self.nvml

@@ -17,7 +17,13 @@ FB_USED = "DCGM_FI_DEV_FB_USED"
 POWER = "DCGM_FI_DEV_POWER_USAGE"
 ENERGY = "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"
 GR_ACTIVE = "DCGM_FI_PROF_GR_ENGINE_ACTIVE"
-WANTED = (UTIL, FB_USED, POWER, ENERGY, GR_ACTIVE)
+# Runyard's node agent adds counters (gpu/agent.py): their deltas make the accounting independent of the interval.
+BUSY_TOTAL = "runyard_gpu_busy_seconds_total"
+IDLE_TOTAL = "runyard_gpu_idle_seconds_total"
+SAMPLED_TOTAL = "runyard_gpu_sampled_seconds_total"
+ENERGY_TOTAL = "runyard_gpu_energy_joules_total"
+COUNTERS = (BUSY_TOTAL, IDLE_TOTAL, SAMPLED_TOTAL, ENERGY_TOTAL)
+WANTED = (UTIL, FB_USED, POWER, ENERGY, GR_ACTIVE, *COUNTERS)
 
 # 1.x-compatibility names (etc/1.x-compatibility-metrics.csv) map onto the current ones.
 _ALIASES = {
@@ -48,6 +54,14 @@ class GPUSample:
     memory_used_bytes: float | None = None
     power_watts: float | None = None
     energy_mj: float | None = None
+    # Runyard agent counters (seconds since the agent started); None from a plain DCGM exporter.
+    busy_seconds: float | None = None
+    idle_seconds: float | None = None
+    sampled_seconds: float | None = None
+
+    @property
+    def has_counters(self) -> bool:
+        return self.busy_seconds is not None and self.sampled_seconds is not None and self.idle_seconds is not None
 
     @property
     def key(self) -> str:
@@ -72,6 +86,8 @@ def _value(raw: Any) -> float | None:
 def _metric_name(name: str) -> str | None:
     if name.endswith("_total") and name[: -len("_total")] in (ENERGY, "dcgm_total_energy_consumption"):
         name = name[: -len("_total")]  # prometheus_client renames counter samples to <family>_total
+    if name + "_total" in COUNTERS:
+        name += "_total"  # a family name read without its samples' suffix
     name = _ALIASES.get(name, name)
     return name if name in WANTED else None
 
@@ -108,6 +124,7 @@ def samples_from_series(
     """
     out: dict[tuple[str, str, str, str, str, str, float], GPUSample] = {}
     gr_active: dict[tuple[str, str, str, str, str, str, float], float] = {}
+    energy_j: dict[tuple[str, str, str, str, str, str, float], float] = {}
     for name, labels, raw, when in series:
         metric = _metric_name(name)
         if metric is None:
@@ -147,6 +164,17 @@ def samples_from_series(
             sample.power_watts = value
         elif metric == ENERGY:
             sample.energy_mj = value
+        elif metric == ENERGY_TOTAL:
+            energy_j[key] = value
+        elif metric == BUSY_TOTAL:
+            sample.busy_seconds = value
+        elif metric == IDLE_TOTAL:
+            sample.idle_seconds = value
+        elif metric == SAMPLED_TOTAL:
+            sample.sampled_seconds = value
+    for key, joules in energy_j.items():
+        if out[key].energy_mj is None:
+            out[key].energy_mj = joules * 1000.0  # the agent's counter, where the DCGM-named one is missing
     for key, ratio in gr_active.items():
         sample = out[key]
         # GPU_UTIL is 0 on MIG instances (#216): the graphics-engine activity is the only utilisation there.

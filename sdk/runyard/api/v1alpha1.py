@@ -727,6 +727,13 @@ class GPUSummary(_Status):
     energy_estimated: bool | None = Field(
         None, description="True when energy includes a share of a GPU's counter split by MIG slices (an estimate)."
     )
+    estimated: bool | None = Field(
+        None,
+        description=(
+            "True when utilisation, idle time or power came from point gauges read once per scrape (a source without "
+            "Runyard's counters, such as a plain DCGM exporter, or MIG instances): they depend on the scrape interval."
+        ),
+    )
     last_sample_time: str | None = Field(
         None, description="When this summary was computed (RFC 3339).", json_schema_extra={"format": "date-time"}
     )

@@ -21,6 +21,13 @@ class NVMLError_LibraryNotFound(NVMLError):  # noqa: N801, N818 - nvidia-ml-py's
 
 NVML_TEMPERATURE_GPU = 0
 NVML_DEVICE_MIG_ENABLE = 1
+NVML_GPU_UTILIZATION_SAMPLES = 1
+NVML_VALUE_TYPE_UNSIGNED_INT = 1
+NVML_ERROR_NOT_FOUND = 6
+
+
+class NVMLError_NotFound(NVMLError):  # noqa: N801, N818 - nvidia-ml-py's name
+    value = NVML_ERROR_NOT_FOUND
 
 
 @dataclass
@@ -32,6 +39,8 @@ class FakeGPU:
     power_mw: int = 300_000
     energy_mj: int = 1_000_000
     mig: list[dict[str, Any]] = field(default_factory=list)
+    # NVML's utilisation sample buffer: (microseconds, percent); None: the GPU has none (nvmlDeviceGetSamples fails).
+    samples: list[tuple[int, int]] | None = None
 
 
 class FakeNVML:
@@ -94,6 +103,20 @@ class FakeNVML:
 
     def nvmlDeviceGetTotalEnergyConsumption(self, h: Any) -> int:  # noqa: N802
         return self._gpu(h).energy_mj
+
+    def nvmlDeviceGetSamples(self, h: Any, kind: int, since_us: int) -> tuple[int, list[Any]]:  # noqa: N802
+        """As nvidia-ml-py: (value type, samples newer than `since_us`); NOT_FOUND when none is newer."""
+        buffer = self._gpu(h).samples
+        if buffer is None or kind != NVML_GPU_UTILIZATION_SAMPLES:
+            raise NVMLError_NotSupported("no sample buffer")
+        newer = [
+            SimpleNamespace(timeStamp=ts, sampleValue=SimpleNamespace(uiVal=value))
+            for ts, value in buffer
+            if ts > since_us
+        ]
+        if not newer:
+            raise NVMLError_NotFound("no samples newer than the timestamp")
+        return NVML_VALUE_TYPE_UNSIGNED_INT, newer
 
     def nvmlDeviceGetTemperature(self, h: Any, sensor: int) -> int:  # noqa: N802
         return 40

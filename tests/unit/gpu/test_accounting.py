@@ -49,9 +49,11 @@ def test_time_weighted_mean_leaves_out_gaps() -> None:
         (1130.0, [sample(1130.0, util=0.0)]),  # 10 s at 0
     ]
     feed(account, rounds, [PodRef("r-node-0", "uid-0", "n0", 1, 1000.0)])
-    assert account.sampled_seconds == pytest.approx(20.0)
-    assert account.avg_utilization == pytest.approx(50.0)
+    # The head (pod start 1000 to the first sample) takes the first interval's rate: 10 s more at 100.
+    assert account.sampled_seconds == pytest.approx(30.0)
+    assert account.avg_utilization == pytest.approx(200.0 / 3)
     assert account.idle_seconds == pytest.approx(10.0)
+    assert account.estimated  # gauges only: the figures depend on the interval
     assert account.peak_utilization == 100.0
     assert account.gpu_seconds(1130.0) == pytest.approx(130.0)  # allocation time, gap included
 
@@ -80,7 +82,7 @@ def test_mig_energy_counted_once_per_physical_gpu_as_share() -> None:
     account = RunAccount(NS)
     pod = PodRef("r-node-0", "uid-0", "n0", 0, 1000.0)
     rounds = []
-    for i, energy in enumerate([7_000.0, 14_000.0]):
+    for i, energy in enumerate([700_000.0, 1_400_000.0]):  # 700 J in 10 s: 70 W
         t = 1000.0 + 10 * i
         # The run holds two 1g slices of one GPU; both lines repeat the parent's counter.
         rounds.append(
@@ -93,7 +95,7 @@ def test_mig_energy_counted_once_per_physical_gpu_as_share() -> None:
             )
         )
     feed(account, rounds, [pod])
-    assert account.energy_mj == pytest.approx(7_000 * 2 / 7)
+    assert account.energy_mj == pytest.approx(700_000 * 2 / 7)
     assert account.energy_estimated
     assert account.allocated() == pytest.approx(2 / 7)
     assert account.gpu_seconds(1010.0) == pytest.approx(10 * 2 / 7)
@@ -130,7 +132,7 @@ def test_pod_uid_label_wins_over_a_reused_name() -> None:
 def test_resume_from_status_neither_loses_nor_double_counts() -> None:
     pods = [PodRef("r-node-0", "uid-0", "n0", 2, 1000.0)]
     rounds = [
-        (1000.0 + 10 * i, [sample(1000.0 + 10 * i, util=40.0, energy_mj=1e6 + 1e5 * i, power_watts=300.0)])
+        (1000.0 + 10 * i, [sample(1000.0 + 10 * i, util=40.0, energy_mj=1e6 + 3e6 * i, power_watts=300.0)])
         for i in range(1, 7)
     ]
     straight = RunAccount(NS)
@@ -190,3 +192,33 @@ def test_mean_stays_within_sample_range(steps: list[tuple[float, float]], gap: f
         assert min(values) - 1e-9 <= account.avg_utilization <= max(values) + 1e-9
     assert account.gpu_seconds(t) == pytest.approx(t)
     assert account.sampled_seconds <= t
+
+
+def counted(t: float, busy: float, idle: float, sampled: float, energy_mj: float, **kw: object) -> GPUSample:
+    """A reading of Runyard's agent: gauges plus busy/idle/sampled seconds and the energy counter."""
+    return sample(
+        t, util=kw.pop("util", 0.0), busy_seconds=busy, idle_seconds=idle, sampled_seconds=sampled,
+        energy_mj=energy_mj, **kw,
+    )  # fmt: skip
+
+
+def test_counter_deltas_decide_utilisation_idle_and_power_and_the_edges_take_the_adjacent_rate() -> None:
+    account = RunAccount(NS, max_gap=45)
+    pod = PodRef("r-node-0", "uid-0", "n0", 1, 1000.0)
+    # Between the reads the GPU was busy 6 of 15 s, idle 9 s (bursts a point gauge would miss: it reads 0 each time),
+    # and drew 300 W on average. The agent restarted between the 3rd and 4th reads (its counters began again).
+    reads = [
+        counted(1005.0, 100.0, 50.0, 200.0, 1_000_000.0),
+        counted(1020.0, 106.0, 59.0, 215.0, 5_500_000.0),
+        counted(1035.0, 112.0, 68.0, 230.0, 10_000_000.0),
+        counted(1050.0, 6.0, 9.0, 15.0, 14_500_000.0),
+    ]
+    feed(account, [(r.time, [r]) for r in reads], [pod])
+    account.observe([], SampleIndex([]), 1060.0)  # the pod ended; the round that noticed closes it
+    # 3 intervals of 15 s, plus the head (1000-1005) and the tail (1050-1060) at the adjacent rates.
+    assert account.sampled_seconds == pytest.approx(45 + 5 + 10)
+    assert account.avg_utilization == pytest.approx(40.0)
+    assert account.idle_seconds == pytest.approx(0.6 * 60)
+    assert account.avg_power == pytest.approx(300.0)
+    assert account.energy_mj == pytest.approx(300.0 * 60 * 1000)  # 45 s of deltas + 15 s of edges at 300 W
+    assert not account.estimated and "estimated" not in account.summary(1060.0)

@@ -119,6 +119,45 @@ def test_render_round_trips_through_the_operator_parser() -> None:
     assert samples[GPU1].pod == "notebook-abc"
 
 
+def test_the_agent_integrates_nvmls_sample_buffer_into_counters_and_serves_them() -> None:
+    nvml = fake_gpus()
+    # 200 ms samples: 1 s busy at 100 %, then 1 s at 2 % (idle); GPU0's buffer starts at t = 10 s.
+    nvml.gpus[0].samples = [(10_000_000 + 200_000 * k, 100 if k <= 5 else 2) for k in range(11)]
+    agent = Agent(NVMLReader(nvml, clock=lambda: 12.0), None, "node-a")
+    asyncio.run(agent.sample_once())
+    page = agent.page
+    assert "# TYPE runyard_gpu_busy_seconds_total counter" in page
+    samples = {s.key: s for s in parse_exposition(page, 12.0, node="node-a")}
+    whole = samples[GPU0]
+    # The first sample only starts the count: 5 x 0.2 s at 100 %, 5 x 0.2 s at 2 %.
+    assert whole.has_counters and whole.sampled_seconds == pytest.approx(2.0)
+    assert whole.busy_seconds == pytest.approx(1.0 + 1.0 * 0.02) and whole.idle_seconds == pytest.approx(1.0)
+    assert whole.energy_mj == 5_000_000  # the DCGM-named counter, and runyard_gpu_energy_joules_total beside it
+    assert "runyard_gpu_energy_joules_total{" in page
+    # A MIG-enabled GPU has no utilisation to integrate: no counters rather than zeros (its slices use gauges).
+    assert not samples[GPU1].has_counters and not samples[f"{GPU1}/gi7"].has_counters
+
+    # The next pass asks only for newer samples; none is newer (NVML's NOT_FOUND): the counters stand still.
+    asyncio.run(agent.sample_once())
+    again = {s.key: s for s in parse_exposition(agent.page, 13.0, node="node-a")}[GPU0]
+    assert (again.busy_seconds, again.sampled_seconds) == (whole.busy_seconds, whole.sampled_seconds)
+    nvml.gpus[0].samples.append((12_200_000, 50))
+    asyncio.run(agent.sample_once())
+    later = {s.key: s for s in parse_exposition(agent.page, 14.0, node="node-a")}[GPU0]
+    assert later.sampled_seconds == pytest.approx(2.2) and later.busy_seconds == pytest.approx(1.12)
+
+
+def test_without_a_sample_buffer_the_agent_integrates_its_own_polls() -> None:
+    clock = iter([100.0, 100.5, 101.0, 103.0])
+    nvml = FakeNVML([FakeGPU(GPU0, util=40)])
+    agent = Agent(NVMLReader(nvml, clock=lambda: next(clock)), None, "node-a")
+    for _ in range(4):
+        asyncio.run(agent.sample_once())
+    (sample,) = parse_exposition(agent.page, 103.0, node="node-a")
+    # 0.5 s + 0.5 s, then a 2 s gap of which a poll stands for at most 1 s (MAX_SAMPLE_SPAN_SECONDS).
+    assert sample.sampled_seconds == pytest.approx(2.0) and sample.busy_seconds == pytest.approx(0.8)
+
+
 def test_agent_serves_metrics_over_http(socket_path: str) -> None:
     server = start_kubelet(socket_path, fixture_response())
 

@@ -211,7 +211,8 @@ def test_rounds_write_status_series_and_metrics() -> None:
     assert gpu["avgUtilization"] == pytest.approx(90.0)
     assert gpu["peakMemoryBytes"] == 2e9
     assert gpu["avgPowerWatts"] == pytest.approx(400.0)
-    assert gpu["energyKWh"] == pytest.approx(4 * 3 * 400 * 15 / 3.6e6)  # 3 counter deltas on 4 GPUs
+    # 3 counter deltas on 4 GPUs, and the head (the pods' start to the first sample) at the first interval's 400 W.
+    assert gpu["energyKWh"] == pytest.approx(4 * (3 + 1) * 400 * 15 / 3.6e6)
     assert len(gpu["allocations"]) == 4 and all(a["device"].startswith("GPU-") for a in gpu["allocations"])
     # The sources got the run's pods on their nodes and, once known, the GPU UUIDs.
     targets, devices = h.source.calls[-1]
