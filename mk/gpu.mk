@@ -21,8 +21,8 @@ lint-gpu: install ## ruff + strict mypy on the GPU metrics code
 
 .PHONY: gpu-check
 gpu-check: ## On an NVIDIA GPU host (torch + nvidia-ml-py): NVML check idle/load/memory/idle (GPU_CHECK_ARGS=--out x.jsonl)
-	PYTHONPATH=operator python3 bench/gpu/check_nvml.py $(GPU_CHECK_ARGS)
+	PYTHONPATH=sdk python3 bench/gpu/check_nvml.py $(GPU_CHECK_ARGS)
 
 .PHONY: gpu-check-replay
 gpu-check-replay: ## Re-check a saved NVML trace without a GPU (TRACE=path/to/nvml_trace.jsonl)
-	PYTHONPATH=operator $(PYTHON) bench/gpu/check_nvml.py --replay $(TRACE)
+	PYTHONPATH=sdk $(PYTHON) bench/gpu/check_nvml.py --replay $(TRACE)

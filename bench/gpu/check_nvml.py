@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Check the agent's NVML sampling path on a real GPU: idle -> matmul load -> memory hold -> idle, then verify the readings.
 
-Run from the repo root: `PYTHONPATH=operator python3 bench/gpu/check_nvml.py [--out trace.jsonl]`. Needs torch with CUDA
-and nvidia-ml-py; imports nothing of Runyard but `runyard_operator.gpu.nvml` (stdlib + nvidia-ml-py only).
+Run from the repo root: `PYTHONPATH=sdk python3 bench/gpu/check_nvml.py [--out trace.jsonl]`. Needs torch with CUDA
+and nvidia-ml-py; imports nothing of Runyard but `runyard.gpu.nvml` (stdlib + nvidia-ml-py only).
 `--replay trace.jsonl` re-runs the checks on a saved trace without a GPU.
 """
 
@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 try:
-    from runyard_operator.gpu.nvml import NVMLReader
-except ImportError:  # run without PYTHONPATH: the module lives in operator/ of this checkout
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "operator"))
-    from runyard_operator.gpu.nvml import NVMLReader
+    from runyard.gpu.nvml import NVMLReader
+except ImportError:  # run without PYTHONPATH: the module lives in sdk/ of this checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "sdk"))
+    from runyard.gpu.nvml import NVMLReader
 
 GIB = 2**30
 # "settle" (after load, caches emptied) is the memory baseline: cuBLAS kernels loaded lazily during the load stay resident.

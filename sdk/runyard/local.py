@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
@@ -37,6 +37,7 @@ from runyard import constants as c
 from runyard import frameworks, trackers
 from runyard.api import TrainingRun
 from runyard.exceptions import LocalRunError, ValidationFailedError
+from runyard.gpu.telemetry import GPUTelemetry, GPUTelemetrySummary
 from runyard.trackers.mlflow import MLflow
 
 if TYPE_CHECKING:
@@ -120,6 +121,7 @@ class LocalRunResult:
     metrics: dict[str, float] = field(default_factory=dict)
     artifact_files: int | None = None
     newest_checkpoint: str | None = None
+    gpu: GPUTelemetrySummary | None = None  # the visible GPUs' use, where NVML answered
 
 
 def _command(run: TrainingRun, role: str) -> list[str]:
@@ -417,6 +419,12 @@ def run_local(
     procs: list[subprocess.Popen[bytes]] = []
     pumps: list[threading.Thread] = []
     logs: list[IO[bytes]] = []
+    # The GPUs the replicas see, once a second into the tracked run; nothing at all without NVML or a GPU.
+    telemetry = GPUTelemetry.start(
+        node=socket.gethostname(),
+        cuda_visible_devices=base_env.get(c.ENV_CUDA_VISIBLE_DEVICES),
+        log=tracker.log_metrics if tracker is not None and tracker.run_id else None,
+    )
     started = time.monotonic()
     failure_index: int | None = None
     reason = ""
@@ -472,6 +480,7 @@ def run_local(
             pump.join(timeout=10)
         for handle in logs:
             handle.close()
+        gpu = telemetry.stop() if telemetry is not None else None
     duration = time.monotonic() - started
     replicas = [
         ReplicaResult(
@@ -498,9 +507,15 @@ def run_local(
         failure=failure,
         reason=reason or ("succeeded" if succeeded else "failed"),
         interrupted=interrupted,
+        gpu=gpu,
     )
     summary = _finalize_artifacts(result, notice)
     if tracker is not None:
+        if gpu is not None:
+            try:
+                tracker.log_metrics(0, gpu.metrics())
+            except Exception as exc:
+                notice(f"could not log the GPU summary: {exc}")
         if summary is not None and tracker.run_id and tracker.tracking_uri:
             _link_artifacts(tracker.tracking_uri, tracker.run_id, summary, notice)
         status: Literal["FINISHED", "FAILED", "KILLED"] = (
@@ -566,6 +581,7 @@ def _write_result(result: LocalRunResult) -> None:
         "run_id": result.run_id,
         "url": result.tracking_url,
         "metrics": result.metrics,
+        "gpu": asdict(result.gpu) if result.gpu is not None else None,
     }
     (result.run_dir / "result.json").write_text(json.dumps(info, indent=2) + "\n")
 
@@ -616,6 +632,11 @@ def format_summary(result: LocalRunResult, *, cwd: Path | None = None) -> str:
     if result.newest_checkpoint:
         lines.append(f"  checkpoint: {rel(Path(result.newest_checkpoint))}")
     lines.append(f"  logs:      {rel(result.log_dir)}")
+    if result.gpu is not None:
+        g = result.gpu
+        util = f", {g.avg_utilization:.0f} % busy" if g.avg_utilization is not None else ""
+        memory = f", peak memory {g.peak_memory_bytes / 2**30:.1f} GiB" if g.peak_memory_bytes is not None else ""
+        lines.append(f"  gpus:      {g.gpus} ({g.gpu_hours:.4f} GPU-hours{util}{memory}, {g.energy_kwh * 1000:.2f} Wh)")
     if result.run_id:
         lines.append(f"  mlflow:    run {result.run_id} (experiment {result.experiment_id}) in {result.tracking_uri}")
     if result.tracking_url:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
 __all__ = ["load_history", "plot_metrics", "plot_run_dir"]
 
 DEFAULT_METRICS = ("loss", "accuracy")
+# GPU telemetry (runyard.gpu.telemetry for local runs, the operator's GPU plugin for cluster runs), per node and GPU.
+GPU_UTILIZATION = re.compile(r"^system/[^/]+/gpu_\d+(_mig\d+)?_utilization_percentage$")
 
 
 def load_history(tracking_uri: str, run_id: str, metrics: Sequence[str]) -> dict[str, list[tuple[int, float]]]:
@@ -32,7 +35,8 @@ def plot_metrics(
     metrics: Sequence[str] = DEFAULT_METRICS,
     title: str | None = None,
 ) -> Path:
-    """Write a PNG with one panel per metric (value per step) and return its path.
+    """Write a PNG with one panel per metric (value per step), and one of GPU utilisation per second when the run
+    logged GPU telemetry, and return its path.
 
     Args:
         tracking_uri: MLflow tracking URI of the run.
@@ -57,12 +61,26 @@ def plot_metrics(
     client = MlflowClient(tracking_uri=tracking_uri)
     all_keys = sorted(client.get_run(run_id).data.metrics)
     wanted = {key: [k for k in all_keys if k.endswith(f"/{key}") and k.startswith("rank_")] for key in metrics}
-    history = load_history(tracking_uri, run_id, [*metrics, *(k for ks in wanted.values() for k in ks)])
+    gpu_keys = [k for k in all_keys if GPU_UTILIZATION.match(k)]
+    history = load_history(tracking_uri, run_id, [*metrics, *(k for ks in wanted.values() for k in ks), *gpu_keys])
     shown = [key for key in metrics if key in history]
     if not shown:
         raise ValueError(f"run {run_id} has none of the metrics {', '.join(metrics)} (it has: {', '.join(all_keys)})")
-    fig, axes = plt.subplots(len(shown), 1, figsize=(8, 3 * len(shown)), sharex=True, squeeze=False)
-    for ax, key in zip(axes[:, 0], shown, strict=True):
+    gpus = [k for k in gpu_keys if k in history]
+    rows = len(shown) + (1 if gpus else 0)
+    fig, axes = plt.subplots(rows, 1, figsize=(8, 3 * rows), squeeze=False)
+    if gpus:
+        # GPU telemetry is logged per second of the run, not per training step: its own panel and axis, last.
+        ax = axes[-1, 0]
+        for key in gpus:
+            seconds, values = zip(*history[key], strict=True)
+            ax.plot(seconds, values, linewidth=1.2, label=key.removeprefix("system/"))
+        ax.set_ylabel("GPU utilisation %")
+        ax.set_xlabel("seconds")
+        ax.set_ylim(-2, 102)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best", fontsize="small")
+    for ax, key in zip(axes[: len(shown), 0], shown, strict=True):
         for rank_key in wanted[key]:
             if rank_key in history:
                 steps, values = zip(*history[rank_key], strict=True)
@@ -72,7 +90,7 @@ def plot_metrics(
         ax.set_ylabel(key)
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize="small")
-    axes[-1, 0].set_xlabel("step")
+    axes[len(shown) - 1, 0].set_xlabel("step")
     fig.suptitle(title or f"MLflow run {run_id}")
     fig.tight_layout()
     out = Path(output)

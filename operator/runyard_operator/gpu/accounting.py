@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from runyard_operator.gpu.integrator import IDLE_PERCENT
+from runyard.gpu.integrator import IDLE_PERCENT
 from runyard_operator.gpu.parser import GPUSample
 from runyard_operator.timestamps import Precision, format_time, parse_epoch
 

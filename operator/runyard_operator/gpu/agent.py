@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 
 from aiohttp import web
 
-from runyard_operator.gpu.integrator import IDLE_PERCENT, UtilizationCounters, UtilizationIntegrator
-from runyard_operator.gpu.nvml import DeviceReading, NVMLReader
+from runyard.gpu.integrator import IDLE_PERCENT, UtilizationCounters, UtilizationIntegrator
+from runyard.gpu.nvml import DeviceReading, NVMLReader
 from runyard_operator.gpu.podresources import DEFAULT_SOCKET, DeviceOwner, PodResourcesClient, owners_from_response
 
 logger = logging.getLogger(__name__)

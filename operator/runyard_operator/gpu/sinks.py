@@ -4,30 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from runyard.gpu.telemetry import system_metric_keys
 from runyard_operator.gpu.accounting import Point
 
 logger = logging.getLogger(__name__)
 
 MLFLOW_BATCH = 1000  # MlflowClient.log_batch accepts at most 1000 metrics per call
-_UNSAFE = re.compile(r"[^A-Za-z0-9_\-. /]")
 
 
 def mlflow_keys(point: Point) -> dict[str, float]:
-    """MLflow's own system-metric names (mlflow/system_metrics/metrics/gpu_monitor.py), with the node as node id."""
-    node = _UNSAFE.sub("_", point.node) or "unknown"
-    prefix = f"system/{node}/gpu_{point.gpu}"
-    out: dict[str, float] = {}
-    if point.utilization is not None:
-        out[f"{prefix}_utilization_percentage"] = point.utilization
-    if point.memory_used_bytes is not None:
-        out[f"{prefix}_memory_usage_megabytes"] = point.memory_used_bytes / 1e6  # MLflow uses MB, not MiB
-    if point.power_watts is not None:
-        out[f"{prefix}_power_usage_watts"] = point.power_watts
-    return out
+    """MLflow's own system-metric names, with the node as node id (the names local runs log too)."""
+    return system_metric_keys(point.node, point.gpu, point.utilization, point.memory_used_bytes, point.power_watts)
 
 
 class MetricSink(Protocol):

@@ -8,8 +8,9 @@ in the parent, before ranks start: concurrent first use of one sqlite file races
 from __future__ import annotations
 
 import os
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -74,6 +75,16 @@ class LocalTracking:
     def _client(self) -> MlflowClient:
         assert self.tracking_uri is not None
         return mlflow_ops.client_for(self.tracking_uri)
+
+    def log_metrics(self, step: int, metrics: Mapping[str, float]) -> None:
+        """Log metrics into the run (MLflow) at `step`, now; without an MLflow run, nothing."""
+        if not self.run_id or not metrics:
+            return
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(key, float(value), now, step) for key, value in metrics.items()]
+        self._client().log_batch(self.run_id, metrics=batch)
 
     def finish(self, status: TerminalStatus) -> None:
         """Give the MLflow run its terminal status (FINISHED, FAILED or KILLED); later calls change it again."""

@@ -107,11 +107,11 @@ def test_nvml_module_imports_only_stdlib_and_pynvml() -> None:
     # The GPU host has no pydantic/kopf/aiohttp: importing the reader must not pull them in.
     code = (
         "import sys; sys.modules['pydantic'] = None; sys.modules['aiohttp'] = None; sys.modules['kopf'] = None; "
-        "sys.modules['prometheus_client'] = None; sys.modules['runyard'] = None; "
-        "import runyard_operator.gpu.nvml as m; print(m.NVMLReader.__name__)"
+        "sys.modules['prometheus_client'] = None; sys.modules['runyard_operator'] = None; "
+        "import runyard.gpu.nvml as m; print(m.NVMLReader.__name__)"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": str(ROOT / "operator")}
+        [sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": str(ROOT / "sdk")}
     )
     assert out.returncode == 0, out.stderr
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runyard_operator.gpu.integrator import UtilizationCounters, UtilizationIntegrator
+from runyard.gpu.integrator import UtilizationCounters, UtilizationIntegrator
 
 
 def test_busy_idle_and_sampled_seconds() -> None:
