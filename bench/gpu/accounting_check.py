@@ -27,10 +27,10 @@ from dataclasses import asdict, dataclass
 from itertools import accumulate, pairwise
 from pathlib import Path
 
-from runyard_operator.gpu.accounting import PodRef, RunAccount, SampleIndex
-from runyard_operator.gpu.agent import render
 from runyard.gpu.integrator import IDLE_PERCENT, UtilizationIntegrator
 from runyard.gpu.nvml import DeviceReading
+from runyard_operator.gpu.accounting import PodRef, RunAccount, SampleIndex
+from runyard_operator.gpu.agent import render
 from runyard_operator.gpu.parser import parse_exposition
 from runyard_operator.gpu.podresources import DeviceOwner
 

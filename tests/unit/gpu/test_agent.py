@@ -14,9 +14,9 @@ from typing import Any
 import grpc
 import pytest
 
+from runyard.gpu.nvml import NVMLReader
 from runyard_operator.gpu import podresources as pr
 from runyard_operator.gpu.agent import Agent, render, serve
-from runyard.gpu.nvml import NVMLReader
 from runyard_operator.gpu.parser import parse_exposition
 from tests.unit.gpu.fake_nvml import FakeGPU, FakeNVML, NVMLError_LibraryNotFound
 

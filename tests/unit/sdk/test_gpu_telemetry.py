@@ -14,7 +14,7 @@ from runyard.plot import plot_metrics
 from runyard.tracking import mlflow_ops
 from runyard.tracking.local import start_local_tracking
 from tests.unit.gpu.fake_nvml import FakeGPU, FakeNVML
-from tests.unit.tracking.conftest import THIRD_PARTY_WARNINGS, make_tracked_run
+from tests.unit.tracking.conftest import make_tracked_run
 
 GPU0 = "GPU-5f1c3a2e-0b7d-4c1e-9a8f-2d6e4b7c9a01"
 GPU1 = "GPU-8a2d4f6b-1c3e-4a5b-8d7f-0e9c1b2a3d45"
@@ -59,7 +59,7 @@ def test_samples_are_integrated_logged_and_summarised() -> None:
     assert summary.avg_power_watts == pytest.approx(300.0)
     assert summary.peak_memory_bytes == 30 * 2**30
     # The first pass (at the start), one per second, and the last one at stop: MLflow system-metric names.
-    assert [step for step, _ in logged] == list(range(11)) + [10]
+    assert [step for step, _ in logged] == [*range(11), 10]
     assert logged[1][1] == system_metric_keys("ws-1", "0", 90, 30 * 2**30, 300.0) | system_metric_keys(
         "ws-1", "1", 0, 2**30, 300.0
     )
