@@ -1043,6 +1043,72 @@ def plot_(
     typer.echo(str(path))
 
 
+class CompareOutput(StrEnum):
+    """Formats of `compare`."""
+
+    table = "table"
+    json = "json"
+
+
+@app.command()
+def compare(
+    ctx: typer.Context,
+    runs: Annotated[
+        list[str],
+        typer.Argument(help="Runs to compare: TrainingRun names in the cluster, or local run directories."),
+    ],
+    metrics: Annotated[
+        list[str] | None, typer.Option("-m", "--metric", help="Only these metrics (repeatable); --plot draws them.")
+    ] = None,
+    output: Annotated[CompareOutput, typer.Option("-o", "--output", help="table or json.")] = CompareOutput.table,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", dir_okay=False, help="PNG overlaying the metrics (default loss).")
+    ] = None,
+    tracking_uri: Annotated[
+        str | None, typer.Option("--tracking-uri", help="MLflow URI of cluster runs (default MLFLOW_TRACKING_URI).")
+    ] = None,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+    namespace: NamespaceOption = None,
+) -> None:
+    """Runs side by side: params, final and best metrics, image, command, git commit, GPU-hours, energy, duration.
+
+    Rows whose values differ are marked with `*`.
+    """
+    from runyard import compare as cmp
+
+    if len(runs) < 2:
+        raise CliError("compare needs at least two runs")
+    uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    records = []
+    client: Client | None = None
+    for ref in runs:
+        if (Path(ref) / "result.json").is_file():
+            record = cmp.record_from_local(ref)
+        else:
+            client = client or _client(ctx, kubeconfig, context, namespace)
+            record = cmp.record_from_cluster(client.get(_check_name(ref)))
+        if record.run_id and not (record.tracking_uri or uri):
+            typer.echo(f"runyard: {record.name}: no MLflow URI for its metrics (--tracking-uri)", err=True)
+        try:
+            record = cmp.with_mlflow(record, uri, metrics)
+        except Exception as exc:  # a tracker that is down still leaves the runs' own facts to compare
+            typer.echo(f"runyard: {record.name}: MLflow run {record.run_id} not read: {_message(exc)}", err=True)
+        records.append(record)
+    if output is CompareOutput.json:
+        typer.echo(cmp.records_json(records))
+    else:
+        headers, rows = cmp.table(records)
+        typer.echo(_text_table(headers, rows))
+    if plot is not None:
+        try:
+            typer.echo(
+                f"plot: {cmp.plot_overlay(records, metrics or ['loss'], plot)}", err=output is CompareOutput.json
+            )
+        except ValueError as exc:
+            raise CliError(str(exc)) from exc
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
