@@ -138,11 +138,16 @@ def test_preempted_run_saves_a_checkpoint_waits_suspended_and_resumes_from_it(
         what="the stopped replicas' logs archived",
     )
     assert [(s["attempt"], s["reason"], s.get("message")) for s in stops] == [(0, "Preempted", None)], stops
-    suspended_logs = runyard_cli(cluster, "logs", "long", "-n", ns).stdout
+    suspended = runyard_cli(cluster, "logs", "long", "-n", ns, env=s3_real.env())
+    suspended_logs = suspended.stdout
     assert f"at step {saved_at}" in suspended_logs and "rank 0: stop requested: saved" in suspended_logs, (
-        suspended_logs[-3000:]
+        f"{suspended_logs[-3000:]}\n{suspended.stderr}"
     )
-    assert "Preempted at" in suspended_logs and "[node-1]" in suspended_logs, suspended_logs[-3000:]
+    assert "[node-1] rank 1" in suspended_logs, suspended_logs[-3000:]
+    # Each rank's part starts with a notice (stderr) saying where it comes from.
+    assert "[node-0] Preempted at " in suspended.stderr and "the stopped replica's log" in suspended.stderr, (
+        suspended.stderr
+    )
 
     rruns.wait_phase("urgent", "Running", timeout=180)  # admitted in the long run's place
     cluster.kubectl("delete", "tr", "urgent", "-n", ns, "--wait=false")  # its quota goes back to the queue
@@ -158,7 +163,7 @@ def test_preempted_run_saves_a_checkpoint_waits_suspended_and_resumes_from_it(
     assert any(e.reason == "Suspended" and "preempted" in (e.message or "") for e in _events(rruns, "long"))
 
     # One attempt: what ran until the preemption (archived), then what resumed from its checkpoint.
-    logs = runyard_cli(cluster, "logs", "long", "-n", ns).stdout
+    logs = runyard_cli(cluster, "logs", "long", "-n", ns, env=s3_real.env()).stdout
     stopped_at, resumed_at = logs.find("rank 0: stop requested: saved"), logs.find("rank 0: resumed from")
     assert 0 <= stopped_at < resumed_at and f"at step {saved_at}" in logs[resumed_at:], logs[-3000:]
 
