@@ -198,6 +198,9 @@ def test_a_silent_rank_stalls_the_run_and_restart_on_stall_restarts_the_gang(
     assert quiet["reason"] == "NoProgress"
     assert f"rank 1 ({silent_pod.metadata.name} on {silent_pod.spec.node_name})" in quiet["message"]
     (silent,) = runs.status("quiet")["progress"]["silentRanks"]
+    # `kubectl get tr` (PROGRESS, ETA) says it too: no end time is promised for a stalled run.
+    assert runs.status("quiet")["progress"]["summary"].endswith(" stalled (1 silent)")
+    assert "remaining" not in runs.status("quiet")["progress"]
     assert (silent["rank"], silent["pod"]) == (1, silent_pod.metadata.name)
     assert runs.status("quiet")["phase"] == "Running"  # no restartOnStall: it only says so
 
@@ -223,4 +226,5 @@ def test_a_silent_rank_stalls_the_run_and_restart_on_stall_restarts_the_gang(
 
     status = wait_until(cleared, timeout=60, what="Stalled=False")
     assert "silentRanks" not in status["progress"], status["progress"]
+    assert "stalled" not in status["progress"]["summary"], status["progress"]
     assert time.monotonic() - spoke < 20, "Stalled should clear with the rank's first report, not a paced write"

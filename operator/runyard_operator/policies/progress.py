@@ -153,6 +153,10 @@ def render(state: RunProgress, quiet: Sequence[RankSeen] = ()) -> dict[str, Any]
             {"rank": r.rank, "pod": r.pod, "node": r.node, "lastReportTime": format_time(r.at)}
             for r in quiet[:MAX_SILENT_RANKS]
         ]
+        # `kubectl get tr` shows PROGRESS and ETA only: a stalled run says so there, and promises no end time.
+        out["summary"] += f" stalled ({len(quiet)} silent)"
+        out.pop("eta", None)
+        out.pop("remaining", None)
     return out
 
 

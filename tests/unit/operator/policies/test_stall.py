@@ -76,3 +76,5 @@ def test_silent_and_next_check_watch_only_running_pods() -> None:
     assert pp.silent(state, 10_000.0, None, running) == [] and pp.next_stall_check(state, 0.0, None, running) is None
     rendered = pp.render(state, pp.silent(state, 400.0, 300, running))
     assert rendered["silentRanks"] == [{"rank": 0, "pod": "a", "node": "n", "lastReportTime": "1970-01-01T00:01:40Z"}]
+    # The PROGRESS column says it, and the ETA column promises nothing.
+    assert rendered["summary"] == "10/? stalled (1 silent)" and "remaining" not in rendered and "eta" not in rendered
