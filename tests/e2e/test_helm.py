@@ -378,8 +378,14 @@ def test_namespaced_mode_with_roles_only(
         )
         rbac = client.RbacAuthorizationV1Api(api)
         selector = f"app.kubernetes.io/instance={release.name}"
-        assert not rbac.list_cluster_role(label_selector=selector).items
-        assert not rbac.list_cluster_role_binding(label_selector=selector).items
+        # Cluster-wide, only what no Role can grant: creating TokenReviews (cluster-scoped) for the progress channel,
+        # which reads nothing. Everything else is a Role in the watched namespace.
+        (progress,) = rbac.list_cluster_role(label_selector=selector).items
+        assert [(r.api_groups, r.resources, r.verbs) for r in progress.rules] == [
+            (["authentication.k8s.io"], ["tokenreviews"], ["create"])
+        ]
+        (binding,) = rbac.list_cluster_role_binding(label_selector=selector).items
+        assert binding.role_ref.name == progress.metadata.name
         roles = rbac.list_role_for_all_namespaces(label_selector=selector).items
         assert [r.metadata.namespace for r in roles] == [namespace]
         # Only the watched namespace: nothing cluster-wide, nothing in other namespaces.
