@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, TypedDict
 
+from runyard.api import Phase
 from runyard_operator.observe import JobView, PodView
 from runyard_operator.timestamps import format_time, parse_time
 
@@ -135,6 +136,21 @@ class Observed:
         log_tails: Mapping[str, str] | None = None,
     ) -> Observed:
         current_pods = [p for p in pods if p.attempt == attempt]
+        # Suspending a Job deletes its pods without counting them as failed (Kubernetes 1.36, seen on the real node):
+        # the Job is merely suspended, and re-admitted as it is it would start replicas without RUNYARD_RESUME_FROM.
+        # One whose replicas ran (pods that got a node are still stopping, or the run was Starting/Running) is
+        # therefore `stopped` too, like one the podFailurePolicy failed (policies/stop.py replaces it).
+        ran = {p.owner_uid for p in current_pods if p.node or p.start_time}
+        jobs = [
+            replace(j, stopped=True)
+            if not j.stopped
+            and j.attempt == attempt
+            and j.suspended
+            and j.suspended_since
+            and (j.uid in ran or phase_before in (Phase.STARTING.value, Phase.RUNNING.value))
+            else j
+            for j in jobs
+        ]
         return cls(
             phase_before=phase_before,
             attempt=attempt,

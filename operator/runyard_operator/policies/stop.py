@@ -1,10 +1,11 @@
 """Stop policy: replicas a suspension or a Kueue preemption stopped are replaced, to resume from their checkpoint.
 
-Suspending a Job deletes its pods. Where the stopped trainers exit non-zero (SIGTERM, torchrun's 1) the Job's
-podFailurePolicy fails it, and where they exit 0 their indexes count as done: either way that Job cannot simply be
-unsuspended. Such a Job (`JobView.stopped`) is deleted and created again under the same name and attempt, suspended
-as before, with RUNYARD_RESUME_FROM; `status.stopped` carries that intent across the reconciles in between. Jobs
-whose pods never ran (or a simulated node's, which vanish without failing) stay and are simply unsuspended.
+Suspending a Job deletes its pods. Kubernetes 1.36 does not count them as failed (seen on the real node): the Job is
+merely suspended, and unsuspended as it is it would start replicas without RUNYARD_RESUME_FROM. Where a trainer's
+exit is counted (an index that exits 0 counts as done; a podFailurePolicy that fails the Job) it could not resume at
+all. Either way a Job whose replicas ran and were stopped (`JobView.stopped`, set in `Observed.split`) is deleted and
+created again under the same name and attempt, suspended as before, with RUNYARD_RESUME_FROM; `status.stopped`
+carries that intent across the reconciles in between. Jobs whose pods never ran stay and are simply unsuspended.
 """
 
 from __future__ import annotations

@@ -131,3 +131,20 @@ def test_the_replicas_a_suspension_is_stopping_are_named_with_when_it_began() ->
     assert stop.stopping(QUEUE, [replace(suspended, attempt=1)], stopping_pods, 1) is None
     assert stop.stopping(QUEUE, [replace(suspended, owned=False)], stopping_pods, 0) is None
     assert stop.stopping(QUEUE, [replace(suspended, suspended_since="")], stopping_pods, 0) is None
+
+
+def test_a_job_kueue_suspended_is_stopped_without_any_failure_condition() -> None:
+    """Kubernetes 1.36 (the real node): the pods a suspension deletes are not counted as failed, so the Job carries only
+    its Suspended condition. Its replicas ran, so it is replaced to resume, exactly like one the podFailurePolicy
+    failed; a Job that never ran (created suspended for Kueue) is not."""
+    suspended = job(suspended=True, active=0, suspended_since="2026-11-26T11:59:58Z")
+    stopping_pods = [pod(0, owner_uid="j-node-0", deleting=True), pod(1, owner_uid="j-node-0", deleting=True)]
+    stopping = lc.decide(QUEUE, RUNNING, [suspended], stopping_pods, NOW)
+    assert stopping.status["phase"] == lc.SUSPENDED and stopping.status["stopped"]["reason"] == "Preempted"
+    assert stopping.delete_jobs == ["r-node"] and "failure" not in stopping.status
+    # The same Job seen after its pods are gone and the status says Suspended: still the stop being carried out.
+    later = lc.decide(QUEUE, stopping.status, [replace(suspended, deleting=True)], [], NOW)
+    assert later.status["phase"] == lc.SUSPENDED and not later.create_children
+    # Created suspended for Kueue, never ran: waiting, nothing to replace.
+    waiting = lc.decide(QUEUE, {"phase": "Queued"}, [suspended], [], NOW)
+    assert not waiting.delete_jobs and "stopped" not in waiting.status
