@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
-from kubernetes import client
 
 from tests import kueue as kq
 from tests.conftest import Cluster
@@ -56,13 +54,6 @@ def _admitted_cpu(cluster: Cluster, namespace: str) -> str:
 
 def _step(rruns: Runs) -> int:
     return int((rruns.status("long").get("progress") or {}).get("step") or 0)
-
-
-def _events(rruns: Runs, name: str) -> list[Any]:
-    found = client.CoreV1Api(rruns.api).list_namespaced_event(
-        rruns.namespace, field_selector=f"involvedObject.name={name},involvedObject.kind=TrainingRun"
-    )
-    return list(found.items)
 
 
 def test_preempted_run_saves_a_checkpoint_waits_suspended_and_resumes_from_it(
@@ -160,7 +151,7 @@ def test_preempted_run_saves_a_checkpoint_waits_suspended_and_resumes_from_it(
     last = EPOCHS * STEPS_PER_EPOCH
     # The last upload (the sidecars' final pass) may follow the end by seconds: the operator summarises again then.
     wait_until(lambda: rruns.status("long")["lastCheckpoint"]["step"] == last, timeout=90, what=f"step {last} stored")
-    assert any(e.reason == "Suspended" and "preempted" in (e.message or "") for e in _events(rruns, "long"))
+    assert any(e.reason == "Suspended" and "preempted" in (e.message or "") for e in rruns.events("long"))
 
     # One attempt: what ran until the preemption (archived), then what resumed from its checkpoint.
     logs = runyard_cli(cluster, "logs", "long", "-n", ns, env=s3_real.env()).stdout
