@@ -62,7 +62,15 @@ def created_after_a_peer_finished(pods: Sequence[PodView]) -> PodView | None:
     if not finished:
         return None
     first_end = min(finished)
-    late = [p for p in pods if p.created and p.created > first_end]
+    # Times have whole seconds: a pod created in the second its peer finished counts as late (a busy machine makes
+    # that common), unless no peer was created before it (a gang created at once whose first pod ended at once).
+    late = [
+        p
+        for p in pods
+        if p.created
+        and p.created >= first_end
+        and any(q is not p and (not q.created or q.created < p.created) for q in pods)
+    ]
     return min(late, key=lambda p: p.created) if late else None
 
 

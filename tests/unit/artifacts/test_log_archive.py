@@ -106,6 +106,17 @@ def test_replicas_stopped_by_a_preemption_keep_their_logs_in_a_segment_and_the_a
         assert (await h.reconcile("low"))["phase"] == "Running"
         assert not [c for c in h.kube.calls if c[0].startswith("GET log")]
 
+        # The stopped Job is deleted in the foreground: it (and its stopping pods) stay until the pods are gone, which
+        # the in-memory API would otherwise collect at once.
+        delete = h.kube.delete
+
+        async def foreground(kind: str, namespace: str, name: str, **kw: Any) -> Any:
+            if kind == "Job":
+                h.kube.calls.append(("DELETE", kind, namespace, name))
+                return None
+            return await delete(kind, namespace, name, **kw)
+
+        h.kube.delete = foreground  # type: ignore[method-assign]
         # Kueue preempts: the Job controller suspends the Job and deletes its pods, which are stopping now.
         suspended_at = "2026-12-05T23:15:00Z"
         h.kube.mutate("Job", NS, "low-node", {"spec": {"suspend": True}})

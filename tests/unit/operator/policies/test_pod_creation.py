@@ -44,6 +44,13 @@ def test_a_pod_created_after_a_peer_finished_proves_a_sequential_gang() -> None:
     done = pod(0, "Succeeded", termination=Termination("trainer", 0, "Completed", "", "2026-11-26T11:59:00Z"))
     late = pod(1, created="2026-11-26T11:59:30Z")
     assert pod_creation.created_after_a_peer_finished([done, late]) == late
+    # Whole seconds: created in the very second the peer finished is late too (seen under load in CI)...
+    same_second = pod(1, created="2026-11-26T11:59:00Z")
+    first = replace(done, created="2026-11-26T11:58:40Z")
+    assert pod_creation.created_after_a_peer_finished([first, same_second]) == same_second
+    # ...but not when the whole gang was created in that second.
+    at_once = replace(done, created="2026-11-26T11:59:00Z")
+    assert pod_creation.created_after_a_peer_finished([at_once, same_second]) is None
     d = draft()
     verdict = pod_creation.decide(FACTS, seen([job()], [done, late]), d, Decision(), NOW, {})
     assert verdict is not None and verdict.phase == "Failed" and "after a peer replica had finished" in verdict.message
