@@ -1033,19 +1033,34 @@ class Client:
         if entry is not None and not entry.archived:
             yield notice(f"no archived log of attempt {attempt}: {entry.error}")
             return
+        header = [f"pod gone: attempt {attempt}'s log from the archive {archive.uri(path)}"]
+        if entry is not None and entry.error:
+            header.append(f"archived log incomplete: {entry.error}")
+        missing = f"no archived log of attempt {attempt} at {archive.uri(path)}"
+        yield from Client._archived_lines(
+            archive, path, notice, header, missing, lambda text: LogLine(role, index, pod, text, attempt)
+        )
+
+    @staticmethod
+    def _archived_lines(
+        archive: lg.LogArchive,
+        path: str,
+        notice: Callable[[str], LogLine],
+        header: Sequence[str],
+        missing: str,
+        line: Callable[[str], LogLine],
+    ) -> Iterator[LogLine]:
+        """One archived file as log lines after its `header` notices; a notice instead when it cannot be read."""
         try:
             data = archive.read(path)
         except lg.LogArchiveError as exc:
             yield notice(f"cannot read the log archive: {exc}")
             return
         if data is None:
-            yield notice(f"no archived log of attempt {attempt} at {archive.uri(path)}")
+            yield notice(missing)
             return
-        yield notice(f"pod gone: attempt {attempt}'s log from the archive {archive.uri(path)}")
-        if entry is not None and entry.error:
-            yield notice(f"archived log incomplete: {entry.error}")
-        for line in data.decode(errors="replace").splitlines():
-            yield LogLine(role, index, pod, line, attempt)
+        yield from (notice(text) for text in header)
+        yield from (line(text) for text in data.decode(errors="replace").splitlines())
 
     @staticmethod
     def _read_stopped(
@@ -1054,20 +1069,15 @@ class Client:
         """What one rank printed until a suspension or a preemption stopped it (archived while it stopped)."""
         path = lg.log_path(attempt, rank_name(role, index), stop.segment)
         when = f"{stop.reason or 'stopped'} at {stop.time}" if stop.time else (stop.reason or "stopped")
-        try:
-            data = archive.read(path)
-        except lg.LogArchiveError as exc:
-            yield LogLine(role, index, "", f"cannot read the log archive: {exc}", attempt, notice=True)
-            return
-        if data is None:
-            why = f": {stop.message}" if stop.message else ""
-            yield LogLine(role, index, "", f"no archived log of the replica stopped ({when}){why}", attempt, True)
-            return
-        yield LogLine(
-            role, index, "", f"{when}: the stopped replica's log from the archive {archive.uri(path)}", attempt, True
+        why = f": {stop.message}" if stop.message else ""
+        yield from Client._archived_lines(
+            archive,
+            path,
+            lambda text: LogLine(role, index, "", text, attempt, notice=True),
+            [f"{when}: the stopped replica's log from the archive {archive.uri(path)}"],
+            f"no archived log of the replica stopped ({when}){why}",
+            lambda text: LogLine(role, index, "", text, attempt),
         )
-        for line in data.decode(errors="replace").splitlines():
-            yield LogLine(role, index, "", line, attempt)
 
     def _archived_logs_of_deleted_run(
         self, name: str, store: str, rank: int | None, role: str | None, attempt: int | None

@@ -201,11 +201,9 @@ def plot_overlay(records: Sequence[RunRecord], metrics: Sequence[str], output: s
     Raises:
         ValueError: no run logged any of the metrics.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from mlflow import MlflowClient
+
+    from runyard.plot import panels, save
 
     curves: dict[str, list[tuple[str, list[tuple[int, float]]]]] = {m: [] for m in metrics}
     for record in records:
@@ -219,7 +217,7 @@ def plot_overlay(records: Sequence[RunRecord], metrics: Sequence[str], output: s
     shown = [m for m in metrics if curves[m]]
     if not shown:
         raise ValueError(f"no run logged any of {', '.join(metrics)}")
-    fig, axes = plt.subplots(len(shown), 1, figsize=(8, 3 * len(shown)), sharex=True, squeeze=False)
+    fig, axes = panels(len(shown), sharex=True)
     for ax, key in zip(axes[:, 0], shown, strict=True):
         for name, points in curves[key]:
             steps, values = zip(*points, strict=True)
@@ -228,13 +226,7 @@ def plot_overlay(records: Sequence[RunRecord], metrics: Sequence[str], output: s
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize="small")
     axes[-1, 0].set_xlabel("step")
-    fig.suptitle("runyard compare")
-    fig.tight_layout()
-    out = Path(output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return save(fig, "runyard compare", output)
 
 
 def records_json(records: Sequence[RunRecord]) -> str:

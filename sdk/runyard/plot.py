@@ -6,6 +6,7 @@ import json
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = ["load_history", "plot_metrics", "plot_run_dir"]
 
@@ -52,10 +53,6 @@ def plot_metrics(
     Raises:
         ValueError: none of the metrics was logged in the run.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")  # headless: CI and `make demo` have no display
-    import matplotlib.pyplot as plt
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=tracking_uri)
@@ -68,7 +65,7 @@ def plot_metrics(
         raise ValueError(f"run {run_id} has none of the metrics {', '.join(metrics)} (it has: {', '.join(all_keys)})")
     gpus = [k for k in gpu_keys if k in history]
     rows = len(shown) + (1 if gpus else 0)
-    fig, axes = plt.subplots(rows, 1, figsize=(8, 3 * rows), squeeze=False)
+    fig, axes = panels(rows)
     if gpus:
         # GPU telemetry is logged per second of the run, not per training step: its own panel and axis, last.
         ax = axes[-1, 0]
@@ -91,7 +88,24 @@ def plot_metrics(
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize="small")
     axes[len(shown) - 1, 0].set_xlabel("step")
-    fig.suptitle(title or f"MLflow run {run_id}")
+    return save(fig, title or f"MLflow run {run_id}", output)
+
+
+def panels(rows: int, *, sharex: bool = False) -> tuple[Any, Any]:
+    """A headless figure of `rows` stacked panels (CI and `make demo` have no display): (figure, axes[rows, 1])."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(rows, 1, figsize=(8, 3 * rows), sharex=sharex, squeeze=False)
+
+
+def save(fig: Any, title: str, output: str | Path) -> Path:
+    """Title, lay out and write `fig` as a PNG (parent directories created), then free it; returns the path."""
+    import matplotlib.pyplot as plt
+
+    fig.suptitle(title)
     fig.tight_layout()
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)

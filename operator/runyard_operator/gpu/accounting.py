@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from runyard.gpu.integrator import IDLE_PERCENT
+from runyard.gpu.integrator import IDLE_PERCENT, counter_delta
 from runyard_operator.gpu.parser import GPUSample
 from runyard_operator.timestamps import Precision, format_time, parse_epoch
 
@@ -146,11 +146,6 @@ class _Last:
     sampled: float | None = None
     energy_mj: float | None = None
     rates: _Rates | None = None
-
-
-def _delta(new: float, old: float) -> float:
-    """A counter's increase; a smaller reading means it restarted from 0 (an agent or driver restart)."""
-    return new - old if new >= old else new
 
 
 @dataclass
@@ -348,11 +343,11 @@ class RunAccount:
     def _fold_utilization(self, prev: _Last, s: GPUSample, frac: float) -> dict[str, Any]:
         """Busy and idle time between two samples: counter deltas where both have them, else the gauges' trapezoid."""
         if s.has_counters and prev.busy is not None and prev.idle is not None and prev.sampled is not None:
-            sampled = _delta(s.sampled_seconds or 0.0, prev.sampled)
+            sampled = counter_delta(s.sampled_seconds or 0.0, prev.sampled)
             if sampled <= 0:
                 return {}
-            busy = min(_delta(s.busy_seconds or 0.0, prev.busy), sampled)
-            idle = min(_delta(s.idle_seconds or 0.0, prev.idle), sampled)
+            busy = min(counter_delta(s.busy_seconds or 0.0, prev.busy), sampled)
+            idle = min(counter_delta(s.idle_seconds or 0.0, prev.idle), sampled)
             self.util_weighted += 100.0 * busy * frac
             self.sampled_seconds += sampled * frac
             self.idle_seconds += idle * frac
@@ -372,7 +367,7 @@ class RunAccount:
         """Mean power between two samples: Δenergy/Δt where both read the energy counter, else the gauges' trapezoid."""
         dt = s.time - prev.time
         if s.energy_mj is not None and prev.energy_mj is not None and dt > 0:
-            joules = _delta(s.energy_mj, prev.energy_mj) / 1000.0
+            joules = counter_delta(s.energy_mj, prev.energy_mj) / 1000.0
             self.power_weighted += joules * frac
             self.power_seconds += dt * frac
             return {"power": joules / dt, "energy": True}
@@ -396,9 +391,7 @@ class RunAccount:
             baseline = next((a.energy_mj for a in holders if a.energy_mj is not None), None)
             for _, value in sorted(set(values)):
                 if baseline is not None:
-                    delta = value - baseline
-                    # A smaller reading means the driver reloaded and the counter restarted from 0.
-                    self.energy_mj += (delta if delta >= 0 else value) * share
+                    self.energy_mj += counter_delta(value, baseline) * share
                 baseline = value
             for a in holders:
                 a.energy_mj = baseline

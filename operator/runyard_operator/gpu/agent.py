@@ -183,11 +183,9 @@ class Agent:
         for r in readings:
             if r.gi_id is not None:
                 continue
-            samples = r.utilization_samples
-            if samples is None:
-                samples = [(r.timestamp, r.utilization_pct)] if r.utilization_pct is not None else []
-                if not samples and r.uuid not in self._integrators:
-                    continue  # no utilisation at all (MIG mode): no counters rather than zeros
+            samples = r.utilization_points()
+            if r.utilization_samples is None and not samples and r.uuid not in self._integrators:
+                continue  # no utilisation at all (MIG mode): no counters rather than zeros
             integrator = self._integrators.setdefault(r.uuid, UtilizationIntegrator())
             integrator.feed(samples)
             out[r.uuid] = integrator.counters

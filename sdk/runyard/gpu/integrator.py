@@ -18,6 +18,11 @@ IDLE_PERCENT = 5.0  # GPUSummary.idleGpuHours: "GPU-hours with utilisation below
 MAX_SAMPLE_SPAN_SECONDS = 1.0
 
 
+def counter_delta(new: float, old: float) -> float:
+    """A counter's increase; a smaller reading means it restarted from 0 (an agent restart, a driver reload)."""
+    return new - old if new >= old else new
+
+
 @dataclass(frozen=True, slots=True)
 class UtilizationCounters:
     """Seconds since the integrator started: ∫ utilisation dt (busy), time below the idle threshold, time observed."""

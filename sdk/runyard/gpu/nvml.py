@@ -37,6 +37,12 @@ class DeviceReading:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    def utilization_points(self) -> list[tuple[float, float]]:
+        """What to integrate: NVML's buffered samples, else this reading's own poll (none without utilisation)."""
+        if self.utilization_samples is not None:
+            return self.utilization_samples
+        return [(self.timestamp, self.utilization_pct)] if self.utilization_pct is not None else []
+
 
 def _text(value: Any) -> str:
     # nvidia-ml-py returns str from functions but bytes from struct char fields (e.g. pciInfo.busId).

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from runyard.gpu.integrator import UtilizationIntegrator
+from runyard.gpu.integrator import UtilizationIntegrator, counter_delta
 from runyard.gpu.nvml import DeviceReading, NVMLReader
 
 logger = logging.getLogger(__name__)
@@ -137,16 +137,12 @@ class GPUTelemetry:
         metrics: dict[str, float] = {}
         for r in self._mine(self._reader.read(since)):
             gpu = self._gpus.setdefault(r.uuid, _GPU())
-            samples = r.utilization_samples
-            if samples is None:
-                samples = [(r.timestamp, r.utilization_pct)] if r.utilization_pct is not None else []
-            gpu.integrator.feed(samples)
+            gpu.integrator.feed(r.utilization_points())
             if r.memory_used_bytes is not None:
                 gpu.peak_memory_bytes = max(gpu.peak_memory_bytes or 0.0, float(r.memory_used_bytes))
             if r.energy_mj is not None:
                 if gpu.last_energy_mj is not None:
-                    delta = r.energy_mj - gpu.last_energy_mj
-                    gpu.energy_mj += delta if delta >= 0 else r.energy_mj  # a driver reload restarts the counter
+                    gpu.energy_mj += counter_delta(r.energy_mj, gpu.last_energy_mj)
                 gpu.last_energy_mj = float(r.energy_mj)
             metrics |= system_metric_keys(
                 self._node, str(r.index), r.utilization_pct, r.memory_used_bytes, r.power_watts
