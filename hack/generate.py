@@ -1,26 +1,31 @@
 #!/usr/bin/env python3
-"""Regenerates the committed TrainingRun CRD (crds/) from the pydantic models; `make verify` diffs it."""
+"""Regenerates the committed CRDs (crds/) from the pydantic models; `make verify` diffs them."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from runyard import constants as c
-from runyard.crdgen import crd_yaml
+from runyard.crdgen import crd_files
 
 ROOT = Path(__file__).resolve().parent.parent
-CRD_FILE = ROOT / "crds" / f"{c.GROUP}_{c.PLURAL}.yaml"
+CRD_DIR = ROOT / "crds"
 
 
 def main() -> int:
-    CRD_FILE.parent.mkdir(parents=True, exist_ok=True)
-    text = crd_yaml()
-    if CRD_FILE.exists() and CRD_FILE.read_text() == text:
-        print(f"{CRD_FILE.relative_to(ROOT)} up to date")
-        return 0
-    CRD_FILE.write_text(text)
-    print(f"wrote {CRD_FILE.relative_to(ROOT)}")
+    CRD_DIR.mkdir(parents=True, exist_ok=True)
+    files = crd_files()
+    for name, text in files.items():
+        path = CRD_DIR / name
+        if path.exists() and path.read_text() == text:
+            print(f"{path.relative_to(ROOT)} up to date")
+            continue
+        path.write_text(text)
+        print(f"wrote {path.relative_to(ROOT)}")
+    for stale in CRD_DIR.glob("*.yaml"):
+        if stale.name not in files:
+            stale.unlink()
+            print(f"removed {stale.relative_to(ROOT)}")
     return 0
 
 

@@ -109,8 +109,14 @@ class OperatorProcess:
 
 @pytest.fixture(scope="session")
 def crd(cluster: Cluster) -> None:
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
-    cluster.kubectl("wait", "--for=condition=Established", "crd/trainingruns.runyard.dev", "--timeout=60s")
+    # Every CRD Runyard ships (runs and their templates), as `make crds` applies them.
+    for path in sorted(CRD_FILE.parent.glob("*.yaml")):
+        cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
+    names = [
+        f"crd/{plural}.runyard.dev"
+        for plural in ("trainingruns", "trainingruntemplates", "clustertrainingruntemplates")
+    ]
+    cluster.kubectl("wait", "--for=condition=Established", *names, "--timeout=60s")
 
 
 # The session operator, once a test has asked for it: tests that run their own cluster-wide operator pause it.

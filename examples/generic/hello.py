@@ -19,6 +19,9 @@ def main() -> int:
     total = int(os.environ["RUNYARD_NUM_REPLICAS"])
     run = os.environ.get("RUNYARD_RUN_NAME", "?")
     print(f"replica {index} of {total} of run {run} on {socket.gethostname()}", flush=True)
+    greeting = os.environ.get("RUNYARD_EXAMPLE_GREETING")
+    if greeting:  # set by examples/templates/local-real-node.yaml
+        print(f"replica {index}: {greeting}", flush=True)
     runyard.log_metrics({f"replica_{index}/hello": float(index + 1)}, step=0)
     out = Path(os.environ.get("RUNYARD_ARTIFACT_DIR", ".")) / f"hello-{index}.txt"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from runyard import constants as c
-from runyard import frameworks
+from runyard import frameworks, templating
 from runyard.api import TrainingRun
 from runyard.builders import BuildContext, build_children, build_pod_template
 from runyard.frameworks.ssh import build_ssh_secret
@@ -91,6 +91,7 @@ _COALESCIBLE = frozenset(
         "observedGeneration",
         "startTime",
         "schedulingMessage",
+        "template",
     }
 )
 _COALESCIBLE_PHASES = frozenset({lc.PENDING, lc.STARTING, lc.RUNNING, lc.QUEUED, lc.SUSPENDED})
@@ -129,6 +130,18 @@ def release_memory() -> None:
 
 
 _NAMESPACE_LABELS_TTL = 30.0
+# Templates are read when a run is first seen (then kept in its status), through a short-lived cache: a burst of
+# 2,000 runs costs one list of the default templates per interval, not one per run.
+_TEMPLATE_TTL = 10.0
+
+
+class TemplateError(Exception):
+    """The run's template cannot be applied (missing or invalid); `reason` is the condition reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
 
 
 class ChildExistsError(Exception):
@@ -212,16 +225,27 @@ def run_facts(run: TrainingRun) -> lc.RunFacts:
     )
 
 
-def parse_run(body: Mapping[str, Any]) -> TrainingRun:
+def _parse_doc(body: Mapping[str, Any]) -> dict[str, Any]:
     meta = body.get("metadata") or {}
-    return TrainingRun.model_validate(
-        {
-            "apiVersion": body.get("apiVersion", c.API_VERSION),
-            "kind": body.get("kind", c.KIND),
-            "metadata": {k: meta[k] for k in _META_FIELDS if k in meta},
-            "spec": body.get("spec"),
-        }
-    )
+    return {
+        "apiVersion": body.get("apiVersion", c.API_VERSION),
+        "kind": body.get("kind", c.KIND),
+        "metadata": {k: meta[k] for k in _META_FIELDS if k in meta},
+        "spec": body.get("spec"),
+    }
+
+
+def parse_run(body: Mapping[str, Any]) -> TrainingRun:
+    return TrainingRun.model_validate(_parse_doc(body))
+
+
+def _problems(err: ValidationError) -> list[str]:
+    return [
+        f"spec.{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}"
+        if e["loc"] and e["loc"][0] == "spec"
+        else f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+        for e in err.errors()[:10]
+    ]
 
 
 def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
@@ -262,6 +286,7 @@ class Controller:
         self.namespace_policy = namespace_policy or adm.NamespacePolicy()
         self.pod_policy = pod_policy or adm.PodPolicy()
         self._ns_labels: dict[str, tuple[float, dict[str, str]]] = {}
+        self._templates: dict[tuple[str, str, str], tuple[float, Any]] = {}
         self._failures: dict[RunKey, int] = {}
         self.coalesce_seconds = coalesce_seconds
         self._first_seen: dict[RunKey, float] = {}
@@ -400,9 +425,27 @@ class Controller:
         now = datetime.now(UTC)
 
         try:
+            if meta.get("deletionTimestamp"):
+                layers = templating.layers_from_status(previous) or []  # no reads for a run on its way out
+            else:
+                layers = await self._template_layers(body, previous)
+        except TemplateError as err:
+            await self._mark_invalid(body, previous, [err.message], now, err.reason)
+            return
+        template_status = templating.template_status(layers)
+        if layers:
+            doc = _parse_doc(body)
+            merged, problems = templating.effective_manifest(doc, layers)
+            if problems:
+                locked = bool(templating.lock_problems(layers, doc["spec"] or {}))
+                reason = lc.REASON_TEMPLATE_LOCKED if locked else lc.REASON_INVALID
+                await self._mark_invalid(body, previous, [str(p) for p in problems], now, reason)
+                return
+            body = {**body, "spec": merged["spec"]}
+        try:
             run = parse_run(body)
         except ValidationError as err:
-            await self._mark_invalid(body, previous, err, now)
+            await self._mark_invalid(body, previous, _problems(err), now)
             return
 
         if meta.get("deletionTimestamp"):
@@ -436,6 +479,8 @@ class Controller:
                 if tail:
                     decision = lc.decide(facts, known, jobs, pods, now, refusals, {failed_pod: tail})
         status = decision.status
+        if template_status is not None:
+            status["template"] = template_status
         if _consequential(previous, decision):
             # The attempt ends: plugins keep what dies with its pods (their logs) before any of its Jobs is deleted.
             attempt = int(previous.get("restarts") or 0)
@@ -665,6 +710,67 @@ class Controller:
             return lc.REASON_POLICY, "the platform's pod policy refuses: " + "; ".join(problems[:10])
         return None
 
+    async def _template_layers(
+        self, body: Mapping[str, Any], previous: Mapping[str, Any]
+    ) -> list[templating.TemplateLayer]:
+        """The templates the run inherits from: as recorded in its status, else as they are now (first sight).
+
+        Recorded once, when the run is first seen, so its defaults and locks never change under it (a template edited
+        while it waits in a queue or runs applies to new runs only). Until the first status write (which a Pending
+        run's coalescing may delay by seconds) they are read again, through the cache. A run already past Pending
+        without a record predates templates and keeps its own spec.
+        """
+        recorded = templating.layers_from_status(previous)
+        if recorded is not None:
+            return recorded
+        meta = body["metadata"]
+        if previous.get("phase") not in (None, "", lc.PENDING):
+            return []
+        defaults = await self._cached_template(c.CLUSTER_TEMPLATE_KIND, "", "")
+        layers = [self._layer(obj) for obj in defaults or ()]
+        ref = (body.get("spec") or {}).get("templateRef")
+        referenced = None
+        if isinstance(ref, Mapping) and ref.get("name"):
+            kind = str(ref.get("kind") or c.TEMPLATE_KIND)
+            namespace = meta["namespace"] if kind == c.TEMPLATE_KIND else ""
+            obj = await self._cached_template(kind, namespace, str(ref["name"]))
+            if obj is None:
+                where = f" in namespace {namespace}" if namespace else ""
+                message = f"spec.templateRef: {kind} {ref['name']} not found{where}"
+                raise TemplateError(lc.REASON_TEMPLATE_NOT_FOUND, message)
+            referenced = self._layer(obj)
+        return templating.order_layers(layers, referenced)
+
+    @staticmethod
+    def _layer(obj: Mapping[str, Any]) -> templating.TemplateLayer:
+        try:
+            return templating.TemplateLayer.from_object(obj)
+        except ValueError as err:
+            raise TemplateError(lc.REASON_INVALID, str(err)) from None
+
+    async def _cached_template(self, kind: str, namespace: str, name: str) -> Any:
+        """One template (None when missing), or with no name the default cluster templates (a list)."""
+        key = (kind, namespace, name)
+        cached = self._templates.get(key)
+        if cached and time.monotonic() - cached[0] < _TEMPLATE_TTL:
+            return cached[1]
+        value: Any
+        try:
+            if name:
+                value = await self.kube.get(kind, namespace, name)
+            else:
+                value = await self.kube.list_items(kind, "", label_selector=f"{c.LABEL_DEFAULT_TEMPLATE}=true")
+                for item in value:
+                    item.setdefault("kind", kind)
+        except ApiError as err:
+            if err.status != 404:
+                raise  # forbidden or unavailable: retried, never treated as "no template" (locks would not apply)
+            value = None if name else []
+        if isinstance(value, dict):
+            value.setdefault("kind", kind)
+        self._templates[key] = (time.monotonic(), value)
+        return value
+
     async def _namespace_labels(self, namespace: str) -> dict[str, str]:
         cached = self._ns_labels.get(namespace)
         if cached and time.monotonic() - cached[0] < _NAMESPACE_LABELS_TTL:
@@ -735,24 +841,25 @@ class Controller:
             await self.kube.post_event(body, type_, reason, message)
 
     async def _mark_invalid(
-        self, body: dict[str, Any], previous: Mapping[str, Any], err: ValidationError, now: datetime
+        self,
+        body: dict[str, Any],
+        previous: Mapping[str, Any],
+        problems: Sequence[str],
+        now: datetime,
+        reason: str = lc.REASON_INVALID,
     ) -> None:
-        problems = "; ".join(
-            f"spec.{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}"
-            if e["loc"] and e["loc"][0] == "spec"
-            else f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-            for e in err.errors()[:10]
-        )
+        """End the run before anything is created; the message names every offending field."""
         generation = int(body["metadata"].get("generation") or 0)
         status = dict(previous)
         status |= {
             "phase": lc.FAILED,
-            "message": f"invalid TrainingRun: {problems}",
+            "message": f"invalid TrainingRun: {'; '.join(problems[:10])}",
             "observedGeneration": generation,
         }
         status["conditions"] = cond.compute(
-            previous.get("conditions") or [], lc.FAILED, lc.REASON_INVALID, status["message"], generation, now
+            previous.get("conditions") or [], lc.FAILED, reason, status["message"], generation, now
         )
+        status["failure"] = triage.triage({"reason": reason, "message": status["message"]}, {})
         if status_patch(previous, status):
             meta = body["metadata"]
             await self._write_status(
@@ -760,7 +867,7 @@ class Controller:
                 body,
                 previous,
                 status,
-                [("Warning", lc.REASON_INVALID, status["message"])],
+                [("Warning", reason, status["message"])],
                 "invalid",
             )
 

@@ -37,6 +37,8 @@ _KINDS: dict[str, tuple[str, str]] = {
     "Namespace": ("/api/v1", "namespaces"),
     "TokenReview": ("/apis/authentication.k8s.io/v1", "tokenreviews"),
     c.KIND: (f"/apis/{c.API_VERSION}", c.PLURAL),
+    c.TEMPLATE_KIND: (f"/apis/{c.API_VERSION}", c.TEMPLATE_PLURAL),
+    c.CLUSTER_TEMPLATE_KIND: (f"/apis/{c.API_VERSION}", c.CLUSTER_TEMPLATE_PLURAL),
 }
 REQUEST_TIMEOUT = 60.0  # seconds for one call, as kopf's own requests (settings.networking.request_timeout)
 MERGE_PATCH = "application/merge-patch+json"

@@ -484,6 +484,7 @@ def _validate_file(file: Path) -> bool:
 
 @app.command()
 def render(
+    ctx_: typer.Context,
     files: FileOption,
     namespace: Annotated[
         str | None,
@@ -491,15 +492,53 @@ def render(
             "-n", "--namespace", help="Namespace for the objects (default: manifest's).", callback=_check_namespace
         ),
     ] = None,
+    template_files: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--template",
+            help="A file of TrainingRunTemplate/ClusterTrainingRunTemplate objects to merge as the operator would "
+            "(default templates and spec.templateRef); repeatable.",
+        ),
+    ] = None,
+    from_cluster: Annotated[
+        bool,
+        typer.Option("--cluster", help="Merge the cluster's default templates and spec.templateRef (reads them)."),
+    ] = False,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
 ) -> None:
-    """Print the Kubernetes objects the operator would create for each TrainingRun, as multi-document YAML."""
+    """Print the Kubernetes objects the operator would create for each TrainingRun, as multi-document YAML.
+
+    With --template or --cluster the run's templates are merged first, and a broken lock is reported as the
+    operator would report it (exit code 2)."""
     from runyard.api import TrainingRun
     from runyard.builders import BuildContext, build_children
-    from runyard.validation import dump_manifests
+    from runyard.templating import effective_manifest, layers_for
+    from runyard.validation import dump_manifests, load_manifests
 
     ctx = BuildContext(ssh_private_key=RENDER_SSH_PRIVATE_KEY, ssh_public_key=RENDER_SSH_PUBLIC_KEY)
+    templates: list[dict[str, Any]] = []
+    for file in template_files or []:
+        try:
+            templates += load_manifests(file)
+        except ValueError as exc:
+            typer.echo(f"{file}: {exc}", err=True)
+            raise typer.Exit(code=EXIT_USAGE) from None
+    client = _client(ctx_, kubeconfig, context, namespace) if from_cluster else None
     objects = []
     for doc in _runs(files):
+        if template_files or client is not None:
+            found = templates + (client.templates(doc, namespace=namespace) if client is not None else [])
+            try:
+                merged, found_problems = effective_manifest(doc, layers_for(doc, found))
+                problems = [str(p) for p in found_problems]
+            except ValueError as exc:
+                merged, problems = doc, [str(exc)]
+            doc = merged
+            if problems:
+                for problem in problems:
+                    typer.echo(f"{_doc_name(doc)}: {problem}", err=True)
+                raise typer.Exit(code=EXIT_USAGE)
         run = TrainingRun.model_validate(doc)
         run.metadata.uid = RENDER_UID
         if namespace:
@@ -676,7 +715,7 @@ def describe(
         ("Name", run.name),
         ("Namespace", run.metadata.namespace or "-"),
         ("Framework", spec.framework),
-        ("Image", spec.image),
+        ("Image", spec.image or "(from its template)"),
         ("Replicas", ", ".join(f"{role}={spec.replicas[role].replicas}" for role in frameworks.roles_of(spec))),
         ("Created", _created(run) or "-"),
     ]

@@ -468,6 +468,44 @@ class Client:
         )
         return self._parse(created)
 
+    def templates(self, run: Mapping[str, Any], *, namespace: str | None = None) -> builtins.list[dict[str, Any]]:
+        """The template objects that apply to `run` as the operator would read them now: the cluster's default
+        templates and the one `spec.templateRef` names (NotFoundError when it does not exist)."""
+        listed = self._call(
+            "list clustertrainingruntemplates",
+            self._custom.list_cluster_custom_object,
+            c.GROUP,
+            c.VERSION,
+            c.CLUSTER_TEMPLATE_PLURAL,
+            label_selector=f"{c.LABEL_DEFAULT_TEMPLATE}=true",
+        )
+        found = [{**item, "kind": c.CLUSTER_TEMPLATE_KIND} for item in listed.get("items") or []]
+        ref = (run.get("spec") or {}).get("templateRef")
+        if isinstance(ref, Mapping) and ref.get("name"):
+            kind, ref_name = str(ref.get("kind") or c.TEMPLATE_KIND), str(ref["name"])
+            if kind == c.TEMPLATE_KIND:
+                ns = self._ns(namespace if namespace is not None else (run.get("metadata") or {}).get("namespace"))
+                obj = self._call(
+                    f"get trainingruntemplate {ref_name}",
+                    self._custom.get_namespaced_custom_object,
+                    c.GROUP,
+                    c.VERSION,
+                    ns,
+                    c.TEMPLATE_PLURAL,
+                    ref_name,
+                )
+            else:
+                obj = self._call(
+                    f"get clustertrainingruntemplate {ref_name}",
+                    self._custom.get_cluster_custom_object,
+                    c.GROUP,
+                    c.VERSION,
+                    c.CLUSTER_TEMPLATE_PLURAL,
+                    ref_name,
+                )
+            found.append({**obj, "kind": kind})
+        return found
+
     def get(self, name: str, *, namespace: str | None = None) -> TrainingRun:
         """The run called `name`, with its current status.
 

@@ -13,6 +13,18 @@ SHORT_NAMES: Final = ("tr",)
 CATEGORIES: Final = ("runyard",)
 CRD_NAME: Final = f"{PLURAL}.{GROUP}"
 
+# Run templates: defaults and locks a platform sets once (docs/templates.md).
+TEMPLATE_KIND: Final = "TrainingRunTemplate"
+TEMPLATE_PLURAL: Final = "trainingruntemplates"
+TEMPLATE_SINGULAR: Final = "trainingruntemplate"
+TEMPLATE_SHORT_NAMES: Final = ("trt",)
+CLUSTER_TEMPLATE_KIND: Final = "ClusterTrainingRunTemplate"
+CLUSTER_TEMPLATE_PLURAL: Final = "clustertrainingruntemplates"
+CLUSTER_TEMPLATE_SINGULAR: Final = "clustertrainingruntemplate"
+CLUSTER_TEMPLATE_SHORT_NAMES: Final = ("ctrt",)
+# A ClusterTrainingRunTemplate with this label set to "true" applies to every run (its locks cannot be escaped).
+LABEL_DEFAULT_TEMPLATE: Final = f"{GROUP}/default-template"
+
 FIELD_MANAGER: Final = "runyard-operator"
 FINALIZER: Final = f"{GROUP}/finalizer"
 

@@ -359,6 +359,53 @@ class TestClusterWide:
         assert can("alice", "delete") and not can("bob", "create") and not can("bob", "delete")
         cluster.kubectl("get", "tr", "-n", namespace, "--as=bob")
 
+    def test_default_template_from_values_reaches_every_new_run(
+        self, cluster: Cluster, api: Any, runs: Runs, chart_operator: ChartOperator, tmp_path: Path
+    ) -> None:
+        """A platform team sets the tracker and the artifact store once, in the chart's values; every new run picks
+        them up and cannot change the locked store. Last in the class: the default template applies cluster-wide."""
+        release = chart_operator.release
+        values = {
+            "defaultTemplate": {
+                "enabled": True,
+                "defaults": {
+                    "tracking": {"trackers": ["wandb"]},
+                    "env": [{"name": "WANDB_BASE_URL", "value": "http://wandb.platform:8080"}],
+                    "artifacts": {"store": "pvc://team-runs"},
+                },
+                "locks": {"fields": ["artifacts.store"]},
+            }
+        }
+        (tmp_path / "values.yaml").write_text(yaml.safe_dump(values))
+        name = f"{release.fullname}-default"
+        try:
+            release.upgrade("--reuse-values", "-f", str(tmp_path / "values.yaml"))
+            template = client.CustomObjectsApi(api).get_cluster_custom_object(
+                "runyard.dev", "v1alpha1", "clustertrainingruntemplates", name
+            )
+            assert template["metadata"]["labels"]["runyard.dev/default-template"] == "true"
+            runs.create(training_run("platform"))
+            status = wait_until(
+                lambda: (s := runs.status("platform")).get("template") and runs.jobs("platform") and s,
+                timeout=60,
+                what="the run created with the default template",
+            )
+            assert status["template"]["name"] == name
+            (job,) = runs.jobs("platform")
+            pod = job.spec.template.spec
+            (trainer,) = [c for c in pod.containers if c.name == "trainer"]
+            env = {e.name: e.value for e in trainer.env}
+            assert env["WANDB_BASE_URL"] == "http://wandb.platform:8080" and "WANDB_RUN_GROUP" in env
+            claims = [v.persistent_volume_claim.claim_name for v in pod.volumes if v.persistent_volume_claim]
+            assert claims == ["team-runs"]
+            runs.create(training_run("own-store", artifacts={"store": "pvc://mine"}))
+            refused = runs.wait_phase("own-store", "Failed")
+            assert f"spec.artifacts.store: locked by ClusterTrainingRunTemplate {name}" in refused["message"]
+            assert_done_by(runs, "own-store", chart_operator.operator, chart_operator.instance)
+        finally:
+            # Helm keeps hook objects after an upgrade or uninstall, like the CRD: removed here by hand.
+            cluster.kubectl("delete", "clustertrainingruntemplates", name, "--ignore-not-found")
+
 
 # --- namespaced mode ---------------------------------------------------------------------------------------------------
 
@@ -379,13 +426,21 @@ def test_namespaced_mode_with_roles_only(
         rbac = client.RbacAuthorizationV1Api(api)
         selector = f"app.kubernetes.io/instance={release.name}"
         # Cluster-wide, only what no Role can grant: creating TokenReviews (cluster-scoped) for the progress channel,
-        # which reads nothing. Everything else is a Role in the watched namespace.
-        (progress,) = rbac.list_cluster_role(label_selector=selector).items
-        assert [(r.api_groups, r.resources, r.verbs) for r in progress.rules] == [
-            (["authentication.k8s.io"], ["tokenreviews"], ["create"])
-        ]
-        (binding,) = rbac.list_cluster_role_binding(label_selector=selector).items
-        assert binding.role_ref.name == progress.metadata.name
+        # which reads nothing, and reading the cluster-scoped templates (for the operator, and for every authenticated
+        # user). Everything else is a Role in the watched namespace.
+        cluster_roles = {
+            r.metadata.name.removeprefix(release.fullname + "-"): [
+                (x.api_groups, x.resources, x.verbs) for x in r.rules
+            ]
+            for r in rbac.list_cluster_role(label_selector=selector).items
+        }
+        assert cluster_roles == {
+            "progress": [(["authentication.k8s.io"], ["tokenreviews"], ["create"])],
+            "templates": [(["runyard.dev"], ["clustertrainingruntemplates"], ["get", "list"])],
+            "template-reader": [(["runyard.dev"], ["clustertrainingruntemplates"], ["get", "list", "watch"])],
+        }
+        bindings = {b.role_ref.name for b in rbac.list_cluster_role_binding(label_selector=selector).items}
+        assert bindings == {f"{release.fullname}-{suffix}" for suffix in cluster_roles}
         roles = rbac.list_role_for_all_namespaces(label_selector=selector).items
         assert [r.metadata.namespace for r in roles] == [namespace]
         # Only the watched namespace: nothing cluster-wide, nothing in other namespaces.
@@ -432,18 +487,18 @@ def test_namespaced_mode_with_roles_only(
 
 
 def _chart_copy_with_crd_group(dest: Path, group: str) -> tuple[Path, Path]:
-    """A copy of the chart whose CRD is served under `group`, so the shared trainingruns.runyard.dev is never touched."""
+    """A copy of the chart whose CRDs are served under `group`, so the shared runyard.dev ones are never touched."""
     chart = dest / "runyard"
     shutil.copytree(CHART, chart)
-    (crd_file,) = (chart / "files" / "crds").glob("*.yaml")
-    crd = yaml.safe_load(crd_file.read_text())
-    crd["spec"]["group"] = group
-    crd["metadata"]["name"] = f"{crd['spec']['names']['plural']}.{group}"
-    # No short name or category: `kubectl get tr` in other tests must keep meaning runyard.dev.
-    crd["spec"]["names"].pop("shortNames", None)
-    crd["spec"]["names"].pop("categories", None)
-    crd_file.write_text(yaml.safe_dump(crd, sort_keys=False))
-    return chart, crd_file
+    for path in (chart / "files" / "crds").glob("*.yaml"):
+        crd = yaml.safe_load(path.read_text())
+        crd["spec"]["group"] = group
+        crd["metadata"]["name"] = f"{crd['spec']['names']['plural']}.{group}"
+        # No short name or category: `kubectl get tr` in other tests must keep meaning runyard.dev.
+        crd["spec"]["names"].pop("shortNames", None)
+        crd["spec"]["names"].pop("categories", None)
+        path.write_text(yaml.safe_dump(crd, sort_keys=False))
+    return chart, chart / "files" / "crds" / "runyard.dev_trainingruns.yaml"
 
 
 def test_crd_adopted_upgraded_and_kept_on_uninstall(
@@ -505,7 +560,8 @@ def test_crd_adopted_upgraded_and_kept_on_uninstall(
         assert kept["metadata"].get("deletionTimestamp") is None
     finally:
         release.uninstall()
-        cluster.kubectl("delete", "crd", crd_name, "--ignore-not-found", "--wait=false")
+        for plural in ("trainingruns", "trainingruntemplates", "clustertrainingruntemplates"):
+            cluster.kubectl("delete", "crd", f"{plural}.{group}", "--ignore-not-found", "--wait=false")
 
 
 def test_shared_crd_matches_the_chart_copy(api: Any, crd: None) -> None:

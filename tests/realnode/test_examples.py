@@ -160,3 +160,18 @@ def test_example_runs_for_real(
         assert pod.spec.node_name == real_node
         assert pod.metadata.name in described.stdout and pod.status.pod_ip in described.stdout, described.stdout
     assert real_node in described.stdout
+
+
+def test_template_example_runs_for_real(cluster: Cluster, rruns: Runs, mlflow_real: str, real_node: str) -> None:
+    """examples/templates/: a run that names its template gets the image, node, env and policy from it."""
+    apply(cluster, load_manifest("templates/local-real-node.yaml", rruns.namespace))
+    manifest = load_manifest("templates/generic-from-template.yaml", rruns.namespace)
+    apply(cluster, manifest)
+    status = wait_finished(rruns, "generic-templated")
+    assert status["phase"] == "Succeeded", f"{status}\n{pod_diagnostics(rruns, 'generic-templated')}"
+    assert status["template"]["name"] == "local-real-node"
+    assert {p.spec.node_name for p in rruns.pods("generic-templated")} == {real_node}
+    logs = runyard_cli(cluster, "logs", "generic-templated", "-n", rruns.namespace)
+    assert "replica 1: hello from the template" in logs.stdout, logs.stdout[-2000:]
+    table = cluster.kubectl("get", "tr", "generic-templated", "-n", rruns.namespace).stdout
+    assert "local-real-node" in table

@@ -85,13 +85,16 @@ def test_cel_rules_and_immutability() -> None:
         assert f"spec.{field}" in rules[0]["message"]
     run_policy = spec["properties"]["runPolicy"]["properties"]
     assert "x-kubernetes-validations" not in run_policy["suspend"]
-    assert run_policy["backoffLimit"]["default"] == c.DEFAULT_BACKOFF_LIMIT
+    # No schema defaults outside spec.replicas: a stored run holds what its author wrote, so a template's value is
+    # never shadowed by a default the API server filled in (the models apply the defaults when a run is parsed).
+    assert "default" not in run_policy["backoffLimit"]
     assert run_policy["cleanPodPolicy"] == {
         "type": "string",
         "enum": ["All", "Running", "None"],
-        "default": "Running",
         "description": run_policy["cleanPodPolicy"]["description"],
     }
+    replica = spec["properties"]["replicas"]["additionalProperties"]["properties"]
+    assert replica["replicas"]["default"] == 1  # the CEL rules read replica counts
 
 
 def test_crd_metadata_and_columns() -> None:
@@ -110,6 +113,7 @@ def test_crd_metadata_and_columns() -> None:
         "Restarts",
         "Progress",
         "ETA",
+        "Template",
         "Age",
         "Tracking",
     ]

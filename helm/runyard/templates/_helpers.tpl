@@ -138,6 +138,10 @@ Each verb is one the operator (runyard_operator/k8s.py, controller.py) or kopf a
 - apiGroups: ["runyard.dev"]
   resources: ["trainingruns"]
   verbs: ["list", "watch", "patch", "delete"]
+# A run's template (spec.templateRef in its namespace), read once when the run is first seen.
+- apiGroups: ["runyard.dev"]
+  resources: ["trainingruntemplates"]
+  verbs: ["get"]
 # One merge patch of status per reconcile.
 - apiGroups: ["runyard.dev"]
   resources: ["trainingruns/status"]

@@ -29,6 +29,8 @@ from runyard_operator.policies.model import (
     REASON_POLICY,
     REASON_PREEMPTED,
     REASON_REJECTED,
+    REASON_TEMPLATE_LOCKED,
+    REASON_TEMPLATE_NOT_FOUND,
     REASON_UNKNOWN,
 )
 
@@ -56,6 +58,8 @@ REASON_CATEGORIES: Mapping[str, FailureCategory] = {
     REASON_POLICY: Category.CONFIG,
     REASON_NAMESPACE_REFUSED: Category.CONFIG,
     REASON_INVALID: Category.CONFIG,
+    REASON_TEMPLATE_LOCKED: Category.CONFIG,
+    REASON_TEMPLATE_NOT_FOUND: Category.CONFIG,
     REASON_FAILED_CREATE: Category.CONFIG,
     "CreateContainerConfigError": Category.CONFIG,
     "CreateContainerError": Category.CONFIG,

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from runyard import constants as c
+from runyard import templating
 from runyard_operator import metrics
 from runyard_operator.k8s import ApiError
 from runyard_operator.plugins import PluginContext, Prepared, RunPlugin
@@ -238,7 +239,11 @@ class ProgressPlugin(RunPlugin):
     def _stall_timeout(self, key: tuple[str, str]) -> int | None:
         assert self.ctx is not None
         body = self.ctx.run(key) or {}
-        value = ((body.get("spec") or {}).get("runPolicy") or {}).get("stallTimeoutSeconds")
+        # The run's own spec over the templates recorded in its status, as the reconcile merges them.
+        spec = templating.merge_spec(
+            templating.layers_from_status(body.get("status") or {}) or [], body.get("spec") or {}
+        )
+        value = (spec.get("runPolicy") or {}).get("stallTimeoutSeconds")
         return int(value) if isinstance(value, int) else None
 
     def _running(self, uid: str, attempt: int) -> frozenset[str]:

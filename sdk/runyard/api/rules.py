@@ -45,6 +45,7 @@ def framework_roles() -> dict[str, tuple[str, ...]]:
 # `suspend` and `runPolicy.suspend` are deliberately absent: Kueue and users toggle them.
 IMMUTABLE_FIELDS: tuple[str, ...] = (
     "framework",
+    "templateRef",
     "image",
     "command",
     "args",
@@ -54,7 +55,7 @@ IMMUTABLE_FIELDS: tuple[str, ...] = (
     "mpi",
 )
 # CEL transition rules only run when a field exists on both sides: adding/removing these needs its own rule.
-_OPTIONAL_IMMUTABLE: tuple[str, ...] = ("command", "args", "nprocPerNode", "port", "mpi")
+_OPTIONAL_IMMUTABLE: tuple[str, ...] = ("templateRef", "image", "command", "args", "nprocPerNode", "port", "mpi")
 
 
 def reserved_env_names(framework: str) -> frozenset[str]:
@@ -158,6 +159,12 @@ def spec_rules() -> tuple[Rule, ...]:
 
 
 _GENERIC_RULES: tuple[Rule, ...] = (
+    Rule(
+        cel="has(self.image) || has(self.templateRef)",
+        message="spec.image is required unless spec.templateRef names a template that sets it",
+        field_path=".image",
+        check=lambda s: fail_if(s.image is None and s.template_ref is None, "spec.image"),
+    ),
     Rule(
         cel="!has(self.env) || self.env.all(e, !(has(e.value) && has(e.valueFrom)))",
         message="spec.env entries take either value or valueFrom, not both",

@@ -541,13 +541,35 @@ class ArtifactsSpec(_Spec):
     delete_on_run_deletion: bool = Field(False, description="Delete the stored artifacts when the run is deleted.")
 
 
+class TemplateRef(_Spec):
+    """The TrainingRunTemplate (same namespace) or ClusterTrainingRunTemplate whose defaults and locks apply."""
+
+    kind: Literal["TrainingRunTemplate", "ClusterTrainingRunTemplate"] = Field(
+        "TrainingRunTemplate", description="TrainingRunTemplate (the run's namespace) or ClusterTrainingRunTemplate."
+    )
+    name: str = Field(
+        min_length=1, max_length=253, pattern=DNS_1123_SUBDOMAIN_PATTERN, description="Name of the template."
+    )
+
+
 class TrainingRunSpec(_Spec):
     """Desired state of a TrainingRun: the program, its roles and replicas, and the policies around it."""
 
     model_config = ConfigDict(json_schema_extra=spec_schema_extra)
 
     framework: FrameworkName = Field(description="Framework whose env contract is injected.")
-    image: str = Field(min_length=1, description="Container image of every replica (unless a role overrides it).")
+    template_ref: TemplateRef | None = Field(
+        None,
+        description=(
+            "Template whose defaults fill what the run leaves unset and whose locks it must keep "
+            "(docs/templates.md); default templates (label runyard.dev/default-template=true) apply to every run."
+        ),
+    )
+    image: str | None = Field(
+        None,
+        min_length=1,
+        description="Container image of every replica (unless a role overrides it); may come from the template.",
+    )
     command: list[str] | None = Field(None, description="Entrypoint; the image's ENTRYPOINT when unset.")
     args: list[str] | None = Field(None, description="Arguments to the entrypoint.")
     env: list[EnvVar] | None = Field(None, max_length=MAX_ENV, description="Extra env variables of every replica.")
@@ -854,6 +876,24 @@ class ProgressStatus(_Status):
     )
 
 
+class AppliedTemplate(_Status):
+    """A template as it was when the run was first seen: the run keeps these defaults and locks for its whole life."""
+
+    kind: str = Field(description="TrainingRunTemplate or ClusterTrainingRunTemplate.")
+    name: str = Field(description="Name of the template.")
+    uid: str | None = Field(None, description="UID of the template object.")
+    generation: int | None = Field(None, description="Generation of the template that was applied.")
+    defaults: dict[str, Any] | None = Field(None, description="The template's defaults.")
+    locks: dict[str, Any] | None = Field(None, description="The template's locks.")
+
+
+class TemplateStatus(_Status):
+    """Which templates shaped the run: default templates first, then `spec.templateRef`."""
+
+    name: str | None = Field(None, description="The most specific template applied (shown by `kubectl get tr`).")
+    applied: list[AppliedTemplate] | None = Field(None, description="Every template applied, outermost first.")
+
+
 class TrainingRunStatus(_Status):
     """Observed state of a TrainingRun, written by the operator."""
 
@@ -899,6 +939,7 @@ class TrainingRunStatus(_Status):
     stopped: StopStatus | None = Field(
         None, description="Set while stopped replicas wait to resume (suspension or Kueue preemption)."
     )
+    template: TemplateStatus | None = Field(None, description="Templates applied to the run.")
     message: str | None = Field(None, description="Human-readable summary of the current state.")
 
 

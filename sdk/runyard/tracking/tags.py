@@ -26,7 +26,7 @@ def run_tags(run: TrainingRun, uid: str) -> dict[str, str]:
         c.TAG_K8S_RUN_NAME: run.name,
         c.TAG_K8S_RUN_UID: uid,
         c.TAG_K8S_FRAMEWORK: spec.framework,
-        c.TAG_K8S_IMAGE: spec.image,
+        c.TAG_K8S_IMAGE: spec.image or "",
         c.TAG_K8S_REPLICAS: ",".join(f"{r}={spec.replicas[r].replicas}" for r in roles),
         c.TAG_K8S_GPUS_PER_REPLICA: ",".join(f"{r}={spec.replicas[r].resources.gpus}" for r in roles),
     }

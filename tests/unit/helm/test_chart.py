@@ -91,8 +91,14 @@ def test_rendered_crd_is_the_generated_crd_plus_helm_metadata() -> None:
 
 def test_crds_disabled_or_not_kept() -> None:
     assert not find(documents(template("--set", "crds.enabled=false")), "CustomResourceDefinition")
-    (crd,) = find(documents(template("--set", "crds.keep=false")), "CustomResourceDefinition")
-    assert "helm.sh/resource-policy" not in (crd["metadata"].get("annotations") or {})
+    crds = find(documents(template("--set", "crds.keep=false")), "CustomResourceDefinition")
+    assert {d["metadata"]["name"] for d in crds} == {
+        "trainingruns.runyard.dev",
+        "trainingruntemplates.runyard.dev",
+        "clustertrainingruntemplates.runyard.dev",
+    }
+    for crd in crds:
+        assert "helm.sh/resource-policy" not in (crd["metadata"].get("annotations") or {})
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[p.name.removesuffix("-values.yaml") for p in SCENARIOS])
@@ -145,6 +151,7 @@ EXPECTED_RULES = {
     ("runyard.dev", "trainingruns"): {"list", "watch", "patch", "delete"},
     ("runyard.dev", "trainingruns/status"): {"patch"},
     ("runyard.dev", "trainingruns/finalizers"): {"update"},
+    ("runyard.dev", "trainingruntemplates"): {"get"},  # spec.templateRef, read when a run is first seen
     ("batch", "jobs"): {"list", "watch", "create", "get", "patch", "delete"},
     ("", "pods"): {"list", "watch"},
     ("", "pods/log"): {"get"},  # a failed replica's last lines (status.failure.logTail)
@@ -169,7 +176,11 @@ def test_cluster_mode_rbac_is_exactly_the_documented_rules() -> None:
     docs = documents(template())
     (role,) = find(docs, "ClusterRole", "runyard")
     rules = _flatten(role["rules"])
-    assert rules == {**EXPECTED_RULES, ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}
+    assert rules == {
+        **EXPECTED_RULES,
+        ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
+        ("runyard.dev", "clustertrainingruntemplates"): {"get", "list"},
+    }
     assert all("*" not in verbs for verbs in rules.values())
     (binding,) = find(docs, "ClusterRoleBinding", "runyard")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "runyard", "namespace": "runyard-system"}]
@@ -179,9 +190,19 @@ def test_cluster_mode_rbac_is_exactly_the_documented_rules() -> None:
 
 def test_namespaced_mode_renders_roles_only() -> None:
     docs = documents(template("-f", str(CHART / "ci" / "namespaced-values.yaml")))
-    # Only the progress endpoint's TokenReview grant is cluster-scoped (TokenReview has no namespace).
-    assert [r["metadata"]["name"] for r in find(docs, "ClusterRole")] == ["runyard-progress"]
-    assert [r["metadata"]["name"] for r in find(docs, "ClusterRoleBinding")] == ["runyard-progress"]
+    # Cluster-scoped for the operator: the read of ClusterTrainingRunTemplates and the progress endpoint's TokenReview
+    # grant (TokenReview has no namespace); the users' read of cluster templates is bound to system:authenticated.
+    operator_roles = {"runyard-templates", "runyard-progress"}
+    assert {r["metadata"]["name"] for r in find(docs, "ClusterRole")} == operator_roles | {"runyard-template-reader"}
+    assert {r["metadata"]["name"] for r in find(docs, "ClusterRoleBinding")} == operator_roles | {
+        "runyard-template-reader"
+    }
+    (templates,) = find(docs, "ClusterRole", "runyard-templates")
+    assert _flatten(templates["rules"]) == {("runyard.dev", "clustertrainingruntemplates"): {"get", "list"}}
+    (reader,) = find(docs, "ClusterRoleBinding", "runyard-template-reader")
+    assert reader["subjects"] == [
+        {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:authenticated"}
+    ]
     assert not find(docs, "CustomResourceDefinition")
     roles = find(docs, "Role")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]

@@ -78,3 +78,35 @@ def test_root_image_under_the_default_security_context_is_a_warning_not_an_error
     doc["spec"]["securityContext"] = {"runAsUser": 1000}
     path.write_text(yaml.safe_dump(doc))
     assert "warning" not in CliRunner().invoke(cli.app, ["validate", "-f", str(path)]).output
+
+
+def test_render_merges_the_templates_of_examples_templates(tmp_path: Path) -> None:
+    templates = EXAMPLES / "templates"
+    run = str(templates / "generic-from-template.yaml")
+    args = ["render", "-f", run, "--template", str(templates / "local-real-node.yaml")]
+    args += ["--template", str(templates / "platform-default.yaml")]
+    out = runner.invoke(app, args)
+    assert out.exit_code == 0, out.output
+    (job,) = [d for d in yaml.safe_load_all(out.output) if d["kind"] == "Job"]
+    pod = job["spec"]["template"]["spec"]
+    (trainer,) = [c for c in pod["containers"] if c["name"] == "trainer"]
+    assert trainer["image"] == "localhost/runyard/examples:dev"  # the team template
+    assert pod["nodeSelector"] == {"runyard.dev/real-node": "true"}
+    env = {e["name"]: e.get("value") for e in trainer["env"]}
+    assert env["RUNYARD_EXAMPLE_GREETING"] == "hello from the template"
+    # the platform default's store: the artifacts sidecar syncs to it
+    assert any("s3://runyard-runs/runs" in str(c) for c in pod.get("containers", []) + pod.get("initContainers", []))
+
+    # Without the team template the run's templateRef is unresolved; a broken lock is refused, naming the field.
+    missing = runner.invoke(app, ["render", "-f", run, "--template", str(templates / "platform-default.yaml")])
+    assert (
+        missing.exit_code == 2 and "spec.templateRef: TrainingRunTemplate local-real-node not found" in missing.output
+    )
+    bad = yaml.safe_load((templates / "generic-from-template.yaml").read_text())
+    bad["spec"]["nodeSelector"] = {"pool": "other"}
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+    locked = runner.invoke(
+        app, ["render", "-f", str(tmp_path / "bad.yaml"), "--template", str(templates / "local-real-node.yaml")]
+    )
+    assert locked.exit_code == 2
+    assert "spec.nodeSelector: locked by TrainingRunTemplate local-real-node" in locked.output
