@@ -19,7 +19,7 @@ help: ## Show this help
 $(VENV)/.installed: requirements-dev.txt sdk/pyproject.toml operator/pyproject.toml
 	@test -x $(PYTHON) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
-	$(BIN)/pip install -q -r requirements-dev.txt -e 'sdk[kube,tracking,artifacts]' -e 'operator[agent]'
+	$(BIN)/pip install -q -r requirements-dev.txt -e 'sdk[kube,tracking,artifacts,sweeps]' -e 'operator[agent]'
 	@touch $@
 
 .PHONY: install

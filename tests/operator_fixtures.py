@@ -109,13 +109,11 @@ class OperatorProcess:
 
 @pytest.fixture(scope="session")
 def crd(cluster: Cluster) -> None:
-    # Every CRD Runyard ships (runs and their templates), as `make crds` applies them.
-    for path in sorted(CRD_FILE.parent.glob("*.yaml")):
+    # Every CRD Runyard ships (runs, templates, sweeps), as `kubectl apply -f crds/` applies them.
+    paths = sorted(CRD_FILE.parent.glob("*.yaml"))
+    for path in paths:
         cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
-    names = [
-        f"crd/{plural}.runyard.dev"
-        for plural in ("trainingruns", "trainingruntemplates", "clustertrainingruntemplates")
-    ]
+    names = [f"crd/{path.stem.split('_', 1)[1]}.runyard.dev" for path in paths]
     cluster.kubectl("wait", "--for=condition=Established", *names, "--timeout=60s")
 
 

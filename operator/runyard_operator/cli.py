@@ -115,6 +115,7 @@ async def run_operator(args: argparse.Namespace) -> None:
     from runyard_operator.controller import Controller
     from runyard_operator.k8s import Kube
     from runyard_operator.plugins import build_plugins
+    from runyard_operator.sweeps import SweepController
 
     config = load_config(args.config or None)
     namespaces = args.namespace or [n for n in _env("NAMESPACES", "").split(",") if n]
@@ -130,8 +131,10 @@ async def run_operator(args: argparse.Namespace) -> None:
         namespace_policy=config.namespace_policy(os.environ.get("POD_NAMESPACE")),
         pod_policy=config.pod_policy_rules(),
     )
+    mlflow = config.tracking.mlflow
+    sweeps = SweepController(kube, mlflow_uri=mlflow.tracking_uri if mlflow else None)
     registry = kopf.OperatorRegistry()
-    handlers.register(registry, controller, namespaced=bool(namespaces))
+    handlers.register(registry, controller, namespaced=bool(namespaces), sweeps=sweeps)
     ready = asyncio.Event()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

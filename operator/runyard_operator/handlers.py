@@ -9,6 +9,7 @@ import kopf
 
 from runyard import constants as c
 from runyard_operator.controller import Controller
+from runyard_operator.sweeps import SweepController
 
 CHILD_SELECTOR = f"{c.LABEL_MANAGED_BY}={c.MANAGED_BY_VALUE}"
 
@@ -30,8 +31,13 @@ class NoDiffBase(kopf.DiffBaseStorage):
         return None
 
 
-def register(registry: kopf.OperatorRegistry, controller: Controller, namespaced: bool = False) -> None:
-    """Register the handlers for one controller in `registry` (one registry per operator instance)."""
+def register(
+    registry: kopf.OperatorRegistry,
+    controller: Controller,
+    namespaced: bool = False,
+    sweeps: SweepController | None = None,
+) -> None:
+    """Register the handlers for one controller (and the sweep controller) in `registry`, one per operator instance."""
 
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -56,6 +62,8 @@ def register(registry: kopf.OperatorRegistry, controller: Controller, namespaced
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.GROUP, v1=False)
         settings.persistence.diffbase_storage = NoDiffBase()
         controller.queue.start()
+        if sweeps is not None:
+            sweeps.queue.start()
         await controller.start_plugins()
 
     @kopf.on.login(registry=registry)
@@ -66,11 +74,21 @@ def register(registry: kopf.OperatorRegistry, controller: Controller, namespaced
     @kopf.on.cleanup(registry=registry)
     async def shutdown(**_: Any) -> None:
         await controller.queue.stop()
+        if sweeps is not None:
+            await sweeps.queue.stop()
         await controller.stop_plugins()
 
     @kopf.on.event(c.GROUP, c.VERSION, c.PLURAL, registry=registry)
     async def trainingrun_event(event: kopf.RawEvent, **_: Any) -> None:
         controller.on_run_event(event.get("type"), event["object"])
+        if sweeps is not None:
+            sweeps.on_trial_event(event.get("type"), event["object"])
+
+    if sweeps is not None:
+
+        @kopf.on.event(c.GROUP, c.VERSION, c.SWEEP_PLURAL, registry=registry)
+        async def sweep_event(event: kopf.RawEvent, **_: Any) -> None:
+            sweeps.on_sweep_event(event.get("type"), event["object"])
 
     @kopf.on.event("batch", "v1", "jobs", labels={c.LABEL_MANAGED_BY: c.MANAGED_BY_VALUE}, registry=registry)
     async def job_event(event: kopf.RawEvent, **_: Any) -> None:

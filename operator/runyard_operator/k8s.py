@@ -39,6 +39,7 @@ _KINDS: dict[str, tuple[str, str]] = {
     c.KIND: (f"/apis/{c.API_VERSION}", c.PLURAL),
     c.TEMPLATE_KIND: (f"/apis/{c.API_VERSION}", c.TEMPLATE_PLURAL),
     c.CLUSTER_TEMPLATE_KIND: (f"/apis/{c.API_VERSION}", c.CLUSTER_TEMPLATE_PLURAL),
+    c.SWEEP_KIND: (f"/apis/{c.API_VERSION}", c.SWEEP_PLURAL),
 }
 REQUEST_TIMEOUT = 60.0  # seconds for one call, as kopf's own requests (settings.networking.request_timeout)
 MERGE_PATCH = "application/merge-patch+json"

@@ -1148,6 +1148,117 @@ def compare(
             raise CliError(str(exc)) from exc
 
 
+# --- sweeps ----------------------------------------------------------------------------------------
+
+sweep_app = typer.Typer(
+    name="sweep",
+    help="Hyperparameter sweeps whose trials are TrainingRuns (docs/sweeps.md).",
+    no_args_is_help=True,
+)
+app.add_typer(sweep_app)
+
+SweepFile = Annotated[Path, typer.Option("-f", "--file", exists=True, dir_okay=False, help="TrainingRunSweep YAML.")]
+
+
+def _sweep_table(status: dict[str, Any], goal_metric: str) -> str:
+    rows = [
+        [
+            t.get("name", ""),
+            str(t.get("phase") or "-"),
+            ", ".join(f"{k}={v}" for k, v in (t.get("params") or {}).items()),
+            "-" if t.get("value") is None else f"{t['value']:.6g}",
+        ]
+        for t in status.get("trials") or []
+    ]
+    return _text_table(["TRIAL", "PHASE", "PARAMS", goal_metric.upper()], rows)
+
+
+@sweep_app.command("run")
+def sweep_run(
+    file: SweepFile,
+    local: Annotated[bool, typer.Option("--local", help="Run the trials as local runs (required for now).")] = False,
+    state_dir: Annotated[
+        Path, typer.Option("--state-dir", file_okay=False, help="Local runs' state and MLflow store.")
+    ] = Path(".runyard"),
+    tracking_uri: Annotated[
+        str | None, typer.Option("--tracking-uri", help="MLflow URI (default $MLFLOW_TRACKING_URI, else embedded).")
+    ] = None,
+) -> None:
+    """Run a sweep's trials as local runs, `parallelism` at a time; print the trials and the best one."""
+    from runyard.local_sweep import run_sweep_local
+
+    if not local:
+        raise CliError("sweep run needs --local; on a cluster use `runyard sweep create -f FILE`")
+    result = run_sweep_local(
+        file, state_dir=state_dir, tracking_uri=tracking_uri, on_notice=lambda m: typer.echo(f"runyard: {m}", err=True)
+    )
+    metric = result.objective
+    trials = [{"name": t.name, "phase": t.state, "params": dict(t.params), "value": t.value} for t in result.trials]
+    typer.echo(_sweep_table({"trials": trials}, metric))
+    typer.echo(f"{result.message}; parent MLflow run {result.parent_run_id} ({result.tracking_uri})")
+    if result.best is None:
+        typer.echo("no trial succeeded", err=True)
+        raise typer.Exit(code=EXIT_RUN_FAILED)
+    typer.echo(f"best: {result.best.name} {metric}={result.best.value:.6g} {dict(result.best.params)}")
+
+
+@sweep_app.command("create")
+def sweep_create(
+    ctx: typer.Context,
+    file: SweepFile,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+    namespace: NamespaceOption = None,
+) -> None:
+    """Create a TrainingRunSweep in the cluster; the operator creates its trials."""
+    created = _client(ctx, kubeconfig, context, namespace).submit_sweep(file)
+    typer.echo(f"trainingrunsweep.runyard.dev/{created['metadata']['name']} created")
+
+
+@sweep_app.command("status")
+def sweep_status(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The sweep.")],
+    output: Annotated[CompareOutput, typer.Option("-o", "--output", help="table or json.")] = CompareOutput.table,
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+    namespace: NamespaceOption = None,
+) -> None:
+    """A sweep's phase, trials (parameters, phase, objective value), GPU-hours and best trial."""
+    import json
+
+    sweep = _client(ctx, kubeconfig, context, namespace).get_sweep(name)
+    status = sweep.get("status") or {}
+    if output is CompareOutput.json:
+        typer.echo(json.dumps(status, indent=2))
+        return
+    typer.echo(_sweep_table(status, sweep["spec"]["objective"]["metric"]))
+    best = status.get("best") or {}
+    typer.echo(
+        f"{status.get('phase') or 'Pending'}: {status.get('message') or ''} "
+        f"(GPU-hours {float(status.get('gpuHours') or 0):.4f}; best {best.get('name') or '-'})"
+    )
+
+
+@sweep_app.command("best")
+def sweep_best(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The sweep.")],
+    kubeconfig: KubeconfigOption = None,
+    context: ContextOption = None,
+    namespace: NamespaceOption = None,
+) -> None:
+    """The best finished trial: its TrainingRun, objective value and parameters (exit 3 while there is none)."""
+    import json
+
+    sweep = _client(ctx, kubeconfig, context, namespace).get_sweep(name)
+    best = (sweep.get("status") or {}).get("best")
+    if not best:
+        typer.echo(f"{name}: no finished trial yet", err=True)
+        raise typer.Exit(code=EXIT_NOT_FOUND)
+    typer.echo(json.dumps(best, indent=2))
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

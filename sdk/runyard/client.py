@@ -468,6 +468,42 @@ class Client:
         )
         return self._parse(created)
 
+    # --- sweeps -----------------------------------------------------------------------------------------
+
+    def submit_sweep(self, sweep: Mapping[str, Any] | str | Path, *, namespace: str | None = None) -> dict[str, Any]:
+        """Validate a TrainingRunSweep client-side and create it; returns the created object."""
+        from runyard.local_sweep import load_sweep
+
+        model = load_sweep(sweep if not isinstance(sweep, Mapping) else dict(sweep))
+        manifest = model.model_dump(mode="json", by_alias=True, exclude_none=True)
+        manifest.pop("status", None)
+        ns = self._ns(namespace if namespace is not None else model.metadata.namespace or None)
+        manifest["metadata"]["namespace"] = ns
+        created = self._call(
+            f"create trainingrunsweep {model.metadata.name}",
+            self._custom.create_namespaced_custom_object,
+            c.GROUP,
+            c.VERSION,
+            ns,
+            c.SWEEP_PLURAL,
+            manifest,
+        )
+        return dict(created)
+
+    def get_sweep(self, name: str, *, namespace: str | None = None) -> dict[str, Any]:
+        """The TrainingRunSweep called `name`, with its status (trials, best trial, GPU-hours)."""
+        _check(run_name_problem(name))
+        obj = self._call(
+            f"get trainingrunsweep {name}",
+            self._custom.get_namespaced_custom_object,
+            c.GROUP,
+            c.VERSION,
+            self._ns(namespace),
+            c.SWEEP_PLURAL,
+            name,
+        )
+        return dict(obj)
+
     def templates(self, run: Mapping[str, Any], *, namespace: str | None = None) -> builtins.list[dict[str, Any]]:
         """The template objects that apply to `run` as the operator would read them now: the cluster's default
         templates and the one `spec.templateRef` names (NotFoundError when it does not exist)."""

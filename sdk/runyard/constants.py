@@ -22,6 +22,15 @@ CLUSTER_TEMPLATE_KIND: Final = "ClusterTrainingRunTemplate"
 CLUSTER_TEMPLATE_PLURAL: Final = "clustertrainingruntemplates"
 CLUSTER_TEMPLATE_SINGULAR: Final = "clustertrainingruntemplate"
 CLUSTER_TEMPLATE_SHORT_NAMES: Final = ("ctrt",)
+# Sweeps: hyperparameter searches whose trials are TrainingRuns (docs/sweeps.md).
+SWEEP_KIND: Final = "TrainingRunSweep"
+SWEEP_PLURAL: Final = "trainingrunsweeps"
+SWEEP_SINGULAR: Final = "trainingrunsweep"
+SWEEP_SHORT_NAMES: Final = ("sweep", "trs")
+LABEL_SWEEP: Final = f"{GROUP}/sweep"
+LABEL_TRIAL_INDEX: Final = f"{GROUP}/trial-index"
+ANNOTATION_PRUNED: Final = f"{GROUP}/pruned"
+TAG_MLFLOW_PARENT_RUN_ID: Final = "mlflow.parentRunId"
 # A ClusterTrainingRunTemplate with this label set to "true" applies to every run (its locks cannot be escaped).
 LABEL_DEFAULT_TEMPLATE: Final = f"{GROUP}/default-template"
 

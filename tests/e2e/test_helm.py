@@ -560,7 +560,7 @@ def test_crd_adopted_upgraded_and_kept_on_uninstall(
         assert kept["metadata"].get("deletionTimestamp") is None
     finally:
         release.uninstall()
-        for plural in ("trainingruns", "trainingruntemplates", "clustertrainingruntemplates"):
+        for plural in ("trainingruns", "trainingruntemplates", "clustertrainingruntemplates", "trainingrunsweeps"):
             cluster.kubectl("delete", "crd", f"{plural}.{group}", "--ignore-not-found", "--wait=false")
 
 

@@ -194,4 +194,5 @@ def test_template_crds_are_structural_scoped_and_shipped() -> None:
         "runyard.dev_trainingruns.yaml",
         "runyard.dev_trainingruntemplates.yaml",
         "runyard.dev_clustertrainingruntemplates.yaml",
+        "runyard.dev_trainingrunsweeps.yaml",
     }

@@ -134,10 +134,18 @@ Namespaced rules of the operator, shared by the ClusterRole (all namespaces) and
 Each verb is one the operator (runyard_operator/k8s.py, controller.py) or kopf actually sends; README.md explains them.
 */}}
 {{- define "runyard.namespacedRules" -}}
-# kopf watches runs; the controller adds/removes its finalizer (JSON patch) and deletes runs past their TTL.
+# kopf watches runs; the controller adds/removes its finalizer (JSON patch) and deletes runs past their TTL; the
+# sweep controller creates its trials (read after a 409 to check the owner) and suspends the ones it stops early.
 - apiGroups: ["runyard.dev"]
   resources: ["trainingruns"]
-  verbs: ["list", "watch", "patch", "delete"]
+  verbs: ["list", "watch", "create", "get", "patch", "delete"]
+# Sweeps: watched, and one merge patch of their status per change.
+- apiGroups: ["runyard.dev"]
+  resources: ["trainingrunsweeps"]
+  verbs: ["list", "watch"]
+- apiGroups: ["runyard.dev"]
+  resources: ["trainingrunsweeps/status"]
+  verbs: ["patch"]
 # A run's template (spec.templateRef in its namespace), read once when the run is first seen.
 - apiGroups: ["runyard.dev"]
   resources: ["trainingruntemplates"]

@@ -96,6 +96,7 @@ def test_crds_disabled_or_not_kept() -> None:
         "trainingruns.runyard.dev",
         "trainingruntemplates.runyard.dev",
         "clustertrainingruntemplates.runyard.dev",
+        "trainingrunsweeps.runyard.dev",
     }
     for crd in crds:
         assert "helm.sh/resource-policy" not in (crd["metadata"].get("annotations") or {})
@@ -148,7 +149,9 @@ def test_bundled_mlflow_becomes_the_default_tracker() -> None:
 
 # The operator's rules, exactly: adding a verb must be a deliberate change to this table and to README.md.
 EXPECTED_RULES = {
-    ("runyard.dev", "trainingruns"): {"list", "watch", "patch", "delete"},
+    ("runyard.dev", "trainingruns"): {"list", "watch", "create", "get", "patch", "delete"},  # + sweep trials
+    ("runyard.dev", "trainingrunsweeps"): {"list", "watch"},
+    ("runyard.dev", "trainingrunsweeps/status"): {"patch"},
     ("runyard.dev", "trainingruns/status"): {"patch"},
     ("runyard.dev", "trainingruns/finalizers"): {"update"},
     ("runyard.dev", "trainingruntemplates"): {"get"},  # spec.templateRef, read when a run is first seen

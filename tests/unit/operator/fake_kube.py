@@ -45,6 +45,7 @@ _EVENT_FIELDS = frozenset(
 )
 RESOURCES: dict[str, Resource] = {
     c.KIND: Resource(c.GROUP, c.PLURAL, status_subresource=True),
+    c.SWEEP_KIND: Resource(c.GROUP, c.SWEEP_PLURAL, status_subresource=True),
     "Job": Resource("batch", "jobs", status_subresource=True),
     "Pod": Resource(
         "", "pods", status_subresource=True, fields=frozenset({"metadata.name", "spec.nodeName", "status.phase"})
