@@ -157,6 +157,15 @@ ALLOWED = [
     ("list", "events", "-n", "default"),
     ("list", "customresourcedefinitions.apiextensions.k8s.io", "-A"),
     ("watch", "customresourcedefinitions.apiextensions.k8s.io", "-A"),
+    # Sweeps create their trials; templates are read when a run is first seen.
+    ("create", "trainingruns.runyard.dev", "-n", "default"),
+    ("get", "trainingruns.runyard.dev", "-n", "default"),
+    ("list", "trainingrunsweeps.runyard.dev", "-A"),
+    ("watch", "trainingrunsweeps.runyard.dev", "-A"),
+    ("patch", "trainingrunsweeps.runyard.dev", "--subresource=status", "-n", "default"),
+    ("get", "trainingruntemplates.runyard.dev", "-n", "default"),
+    ("get", "clustertrainingruntemplates.runyard.dev", "-A"),
+    ("list", "clustertrainingruntemplates.runyard.dev", "-A"),
 ]
 # ... and nothing more.
 DENIED = [
@@ -192,8 +201,11 @@ DENIED = [
     ("impersonate", "users", "-A"),
     ("impersonate", "serviceaccounts", "-A"),
     ("create", "serviceaccounts", "--subresource=token", "-n", "default"),
-    ("create", "trainingruns.runyard.dev", "-n", "default"),
     ("update", "trainingruns.runyard.dev", "-n", "default"),
+    ("update", "trainingrunsweeps.runyard.dev", "-n", "default"),
+    ("create", "trainingrunsweeps.runyard.dev", "-n", "default"),
+    ("create", "trainingruntemplates.runyard.dev", "-n", "default"),
+    ("create", "clustertrainingruntemplates.runyard.dev", "-A"),
     ("update", "trainingruns.runyard.dev", "--subresource=status", "-n", "default"),
     ("update", "jobs.batch", "-n", "default"),
     ("delete", "services", "-n", "default"),
