@@ -210,7 +210,9 @@ class SweepController:
         cached = self._readings.get(view.uid)
         now = time.monotonic()
         # A finished trial is read once more after it finished (its last values), then never again.
-        fresh = cached is not None and (cached[0] == float("inf") or now - cached[0] < self.check_interval)
+        fresh = cached is not None and (
+            cached[0] == float("inf") or (state == sw.RUNNING and now - cached[0] < self.check_interval)
+        )
         if cached is None or not fresh:
             try:
                 history = await asyncio.to_thread(_history, self.mlflow_uri, view.mlflow_run_id, spec.objective.metric)

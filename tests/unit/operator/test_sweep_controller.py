@@ -141,3 +141,31 @@ def test_a_trial_name_held_by_someone_else_fails_the_sweep_naming_it(tmp_path: P
         assert "ownerReferences" not in (kube.get_object(c.KIND, NS, "lr-1") or {})["metadata"]
 
     asyncio.run(scenario())
+
+
+def test_a_trial_read_while_running_is_read_again_when_it_finishes(tmp_path: Path) -> None:
+    """Readings of a running trial are reused for check_interval; the one that finishes is read again at once."""
+    kube, ctrl, uri = _setup(tmp_path)
+    ctrl.check_interval = 3600.0
+
+    async def scenario() -> None:
+        await kube.create(_sweep(maxTrials=2))
+        await ctrl.reconcile((NS, "lr"))
+        _finish(kube, uri, "lr-0", [0.2], phase="Running")
+        await ctrl.reconcile((NS, "lr"))
+        assert _status(kube)["trials"][0]["value"] == 0.2
+        from runyard.tracking import mlflow_ops
+
+        run_id = (kube.get_object(c.KIND, NS, "lr-0") or {})["status"]["tracking"]["mlflow"]["runId"]
+        mlflow_ops.client_for(uri).log_metric(run_id, "acc", 0.8, step=2)
+        kube.mutate(c.KIND, NS, "lr-0", {"status": {"phase": "Succeeded"}})
+        _finish(kube, uri, "lr-1", [0.5])
+        await ctrl.reconcile((NS, "lr"))
+        status = _status(kube)
+        assert status["phase"] == "Succeeded" and status["best"] == {
+            "name": "lr-0",
+            "value": 0.8,
+            "params": status["trials"][0]["params"],
+        }
+
+    asyncio.run(scenario())
