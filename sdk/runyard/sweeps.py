@@ -12,7 +12,7 @@ import math
 import re
 import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from runyard import constants as c
@@ -43,7 +43,6 @@ class Plan:
     prune: tuple[str, ...] = ()  # running trials to stop
     done: bool = False
     message: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def trial_name(sweep: str, index: int) -> str:
@@ -135,12 +134,19 @@ def suggest(spec: TrainingRunSweepSpec, index: int, history: Sequence[TrialRecor
 
 
 def _fits(params: Mapping[str, Any], dists: Mapping[str, Any]) -> bool:
+    """A finished trial's parameters lie in the current space (a trial read back from an older spec may not)."""
+    import optuna
+
     if set(params) != set(dists):
         return False
-    try:
-        return all(dists[k]._contains(dists[k].to_internal_repr(v)) for k, v in params.items())
-    except (ValueError, TypeError):
-        return False
+    for key, value in params.items():
+        dist = dists[key]
+        if isinstance(dist, optuna.distributions.CategoricalDistribution):
+            if value not in dist.choices:
+                return False
+        elif not isinstance(value, int | float) or not dist.low <= value <= dist.high:
+            return False
+    return True
 
 
 def _better(goal: Goal, a: float, b: float) -> bool:
