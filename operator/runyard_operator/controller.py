@@ -435,18 +435,21 @@ class Controller:
         template_status = templating.template_status(layers)
         if layers:
             doc = _parse_doc(body)
-            merged, problems = templating.effective_manifest(doc, layers)
-            if problems:
+            # One parse: the merged run as its validation parsed it (the CRD's rules checked on the merged spec).
+            merged, templated, problems = templating.effective_run(doc, layers)
+            if problems or templated is None:
                 locked = bool(templating.lock_problems(layers, doc["spec"] or {}))
                 reason = lc.REASON_TEMPLATE_LOCKED if locked else lc.REASON_INVALID
                 await self._mark_invalid(body, previous, [str(p) for p in problems], now, reason)
                 return
             body = {**body, "spec": merged["spec"]}
-        try:
-            run = parse_run(body)
-        except ValidationError as err:
-            await self._mark_invalid(body, previous, _problems(err), now)
-            return
+            run = templated
+        else:
+            try:
+                run = parse_run(body)
+            except ValidationError as err:
+                await self._mark_invalid(body, previous, _problems(err), now)
+                return
 
         if meta.get("deletionTimestamp"):
             await self._finalize(body, run, previous)

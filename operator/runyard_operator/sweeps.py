@@ -145,16 +145,20 @@ class SweepController:
             await self._write(key, body, previous, {**previous, "phase": FAILED, "message": f"invalid: {problems}"})
             return
         spec, uid = sweep.spec, str(meta["uid"])
-        views = sorted(
-            (v for v in self.trials.get(uid, {}).values() if v.owner_uid == uid and v.index >= 0),
-            key=lambda v: v.index,
-        )
+        views = self._views(uid)
         records = [await self._record(spec, v) for v in views]
+        step = sw.plan(spec, records)
+        if step.create or step.done:
+            # New trials spend the budget and an end is final: decided from the trials the API holds now, not from
+            # what the watch cache happened to have seen (after an operator restart it can lag by seconds).
+            await self._read_trials(key, uid)
+            views = self._views(uid)
+            records = [await self._record(spec, v) for v in views]
+            step = sw.plan(spec, records)
         status = dict(previous)
         parent = previous.get("trackingRunId") or await self._parent_run(sweep, uid)
         if parent:
             status["trackingRunId"] = parent
-        step = sw.plan(spec, records)
         for name in step.prune:
             await self.kube.patch(
                 c.KIND,
@@ -201,6 +205,17 @@ class SweepController:
         await self._write(key, body, previous, status)
         if not step.done and any(r.state == sw.RUNNING for r in records) and self.mlflow_uri:
             self.queue.add_at(key, time.monotonic() + self.check_interval)
+
+    def _views(self, uid: str) -> list[TrialView]:
+        """The sweep's trials: TrainingRuns it controls (owner UID), by index."""
+        trials = self.trials.get(uid, {}).values()
+        return sorted((v for v in trials if v.owner_uid == uid and v.index >= 0), key=lambda v: v.index)
+
+    async def _read_trials(self, key: SweepKey, uid: str) -> None:
+        """Replace the cached trials of the sweep with those the API holds now."""
+        items = await self.kube.list_items(c.KIND, key[0], label_selector=f"{c.LABEL_SWEEP}={key[1]}")
+        views = [TrialView.of(item) for item in items]
+        self.trials[uid] = {v.name: v for v in views if v.owner_uid == uid}
 
     async def _record(self, spec: TrainingRunSweepSpec, view: TrialView) -> sw.TrialRecord:
         state = sw.PRUNED if view.pruned else _TERMINAL.get(view.phase, sw.RUNNING)

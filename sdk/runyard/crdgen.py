@@ -199,35 +199,57 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
 ]
 
 
-def build_crd() -> dict[str, Any]:
-    """The TrainingRun CustomResourceDefinition (pure: same output for the same models)."""
+def _crd(
+    *,
+    kind: str,
+    plural: str,
+    singular: str,
+    short_names: tuple[str, ...],
+    schema: dict[str, Any],
+    columns: list[dict[str, Any]],
+    cluster: bool = False,
+    status: bool = True,
+) -> dict[str, Any]:
+    """One CustomResourceDefinition of the group: names, a single served and stored version, its schema and columns."""
+    version: dict[str, Any] = {
+        "name": c.VERSION,
+        "served": True,
+        "storage": True,
+        "schema": {"openAPIV3Schema": schema},
+        "additionalPrinterColumns": columns,
+    }
+    if status:
+        version["subresources"] = {"status": {}}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": c.CRD_NAME},
+        "metadata": {"name": f"{plural}.{c.GROUP}"},
         "spec": {
             "group": c.GROUP,
-            "scope": "Namespaced",
+            "scope": "Cluster" if cluster else "Namespaced",
             "names": {
-                "kind": c.KIND,
-                "listKind": f"{c.KIND}List",
-                "plural": c.PLURAL,
-                "singular": c.SINGULAR,
-                "shortNames": list(c.SHORT_NAMES),
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": singular,
+                "shortNames": list(short_names),
                 "categories": list(c.CATEGORIES),
             },
-            "versions": [
-                {
-                    "name": c.VERSION,
-                    "served": True,
-                    "storage": True,
-                    "schema": {"openAPIV3Schema": build_schema()},
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": PRINTER_COLUMNS,
-                }
-            ],
+            "versions": [version],
         },
     }
+
+
+def build_crd() -> dict[str, Any]:
+    """The TrainingRun CustomResourceDefinition (pure: same output for the same models)."""
+    return _crd(
+        kind=c.KIND,
+        plural=c.PLURAL,
+        singular=c.SINGULAR,
+        short_names=c.SHORT_NAMES,
+        schema=build_schema(),
+        columns=PRINTER_COLUMNS,
+    )
 
 
 _TEMPLATE_COLUMNS: list[dict[str, Any]] = [
@@ -251,40 +273,20 @@ _TEMPLATE_COLUMNS: list[dict[str, Any]] = [
 def build_template_crd(cluster: bool) -> dict[str, Any]:
     """The TrainingRunTemplate (namespaced) or ClusterTrainingRunTemplate CRD."""
     model = ClusterTrainingRunTemplate if cluster else TrainingRunTemplate
-    kind = c.CLUSTER_TEMPLATE_KIND if cluster else c.TEMPLATE_KIND
-    plural = c.CLUSTER_TEMPLATE_PLURAL if cluster else c.TEMPLATE_PLURAL
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{c.GROUP}"},
-        "spec": {
-            "group": c.GROUP,
-            "scope": "Cluster" if cluster else "Namespaced",
-            "names": {
-                "kind": kind,
-                "listKind": f"{kind}List",
-                "plural": plural,
-                "singular": c.CLUSTER_TEMPLATE_SINGULAR if cluster else c.TEMPLATE_SINGULAR,
-                "shortNames": list(c.CLUSTER_TEMPLATE_SHORT_NAMES if cluster else c.TEMPLATE_SHORT_NAMES),
-                "categories": list(c.CATEGORIES),
-            },
-            "versions": [
-                {
-                    "name": c.VERSION,
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "description": (model.__doc__ or "").strip(),
-                            "properties": {**_ENVELOPE, "spec": _model_schema(TrainingRunTemplateSpec, "spec")},
-                        }
-                    },
-                    "additionalPrinterColumns": _TEMPLATE_COLUMNS,
-                }
-            ],
+    return _crd(
+        kind=c.CLUSTER_TEMPLATE_KIND if cluster else c.TEMPLATE_KIND,
+        plural=c.CLUSTER_TEMPLATE_PLURAL if cluster else c.TEMPLATE_PLURAL,
+        singular=c.CLUSTER_TEMPLATE_SINGULAR if cluster else c.TEMPLATE_SINGULAR,
+        short_names=c.CLUSTER_TEMPLATE_SHORT_NAMES if cluster else c.TEMPLATE_SHORT_NAMES,
+        schema={
+            "type": "object",
+            "description": (model.__doc__ or "").strip(),
+            "properties": {**_ENVELOPE, "spec": _model_schema(TrainingRunTemplateSpec, "spec")},
         },
-    }
+        columns=_TEMPLATE_COLUMNS,
+        cluster=cluster,
+        status=False,
+    )
 
 
 _SWEEP_COLUMNS: list[dict[str, Any]] = [
@@ -300,48 +302,25 @@ _SWEEP_COLUMNS: list[dict[str, Any]] = [
 
 def build_sweep_crd() -> dict[str, Any]:
     """The TrainingRunSweep CRD; its `spec.trial` is the TrainingRun spec schema, CEL rules included."""
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{c.SWEEP_PLURAL}.{c.GROUP}"},
-        "spec": {
-            "group": c.GROUP,
-            "scope": "Namespaced",
-            "names": {
-                "kind": c.SWEEP_KIND,
-                "listKind": f"{c.SWEEP_KIND}List",
-                "plural": c.SWEEP_PLURAL,
-                "singular": c.SWEEP_SINGULAR,
-                "shortNames": list(c.SWEEP_SHORT_NAMES),
-                "categories": list(c.CATEGORIES),
+    return _crd(
+        kind=c.SWEEP_KIND,
+        plural=c.SWEEP_PLURAL,
+        singular=c.SWEEP_SINGULAR,
+        short_names=c.SWEEP_SHORT_NAMES,
+        schema={
+            "type": "object",
+            "description": (TrainingRunSweep.__doc__ or "").strip(),
+            "required": ["spec"],
+            "properties": {
+                **_ENVELOPE,
+                "spec": _model_schema(TrainingRunSweepSpec, "spec", keep_defaults=("spec.trial.replicas",)),
+                "status": _model_schema(TrainingRunSweepStatus, "status"),
             },
-            "versions": [
-                {
-                    "name": c.VERSION,
-                    "served": True,
-                    "storage": True,
-                    "schema": {
-                        "openAPIV3Schema": {
-                            "type": "object",
-                            "description": (TrainingRunSweep.__doc__ or "").strip(),
-                            "required": ["spec"],
-                            "properties": {
-                                **_ENVELOPE,
-                                "spec": _model_schema(
-                                    TrainingRunSweepSpec, "spec", keep_defaults=("spec.trial.replicas",)
-                                ),
-                                "status": _model_schema(TrainingRunSweepStatus, "status"),
-                            },
-                            # Trials are named <sweep>-<index>: the sweep's name leaves room for the index.
-                            "x-kubernetes-validations": name_rules(c.MAX_RUN_NAME_LENGTH - 4),
-                        }
-                    },
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": _SWEEP_COLUMNS,
-                }
-            ],
+            # Trials are named <sweep>-<index>: the sweep's name leaves room for the index.
+            "x-kubernetes-validations": name_rules(c.MAX_RUN_NAME_LENGTH - 4),
         },
-    }
+        columns=_SWEEP_COLUMNS,
+    )
 
 
 CRD_HEADER = "# generated by make generate, do not edit (source: sdk/runyard/api/{source})\n"

@@ -22,7 +22,8 @@ from pydantic import ValidationError
 
 from runyard import constants as c
 from runyard.api.templates import TrainingRunTemplateSpec
-from runyard.validation import Problem, validate_manifest
+from runyard.api.v1alpha1 import TrainingRun
+from runyard.validation import Problem, checked_run
 
 _BY_NAME = frozenset({"env", "volumes", "volumeMounts"})
 _RUN_ONLY = ("framework", "replicas", "templateRef")
@@ -232,14 +233,21 @@ def lock_problems(layers: Sequence[TemplateLayer], spec: Mapping[str, Any]) -> l
 
 def effective_manifest(doc: Mapping[str, Any], layers: Sequence[TemplateLayer]) -> tuple[dict[str, Any], list[Problem]]:
     """The run with its templates applied, and every problem: broken locks, then the merged spec's own validation."""
+    merged_doc, _, problems = effective_run(doc, layers)
+    return merged_doc, problems
+
+
+def effective_run(
+    doc: Mapping[str, Any], layers: Sequence[TemplateLayer]
+) -> tuple[dict[str, Any], TrainingRun | None, list[Problem]]:
+    """`effective_manifest` plus the merged run as parsed by its validation (None when the schema refuses it)."""
     spec = doc.get("spec") if isinstance(doc.get("spec"), Mapping) else {}
     merged_doc = {**doc, "spec": merge_spec(layers, spec or {})}
     problems = lock_problems(layers, spec or {})
-    if not layers:
-        return merged_doc, problems + validate_manifest(merged_doc)
     merged_spec = merged_doc["spec"]
     roles = merged_spec.get("replicas") if isinstance(merged_spec.get("replicas"), Mapping) else {}
-    if not merged_spec.get("image") and any(not (r or {}).get("image") for r in (roles or {}).values()):
+    if layers and not merged_spec.get("image") and any(not (r or {}).get("image") for r in (roles or {}).values()):
         names = ", ".join(t.ref for t in layers)
         problems.append(Problem("spec.image", f"required: neither the run nor its templates ({names}) set it"))
-    return merged_doc, problems + [p for p in validate_manifest(merged_doc) if p not in problems]
+    run, own = checked_run(merged_doc)
+    return merged_doc, run, problems + [p for p in own if p not in problems]

@@ -220,16 +220,21 @@ def parse_run(obj: dict[str, Any]) -> TrainingRun:
 
 def validate_manifest(obj: dict[str, Any]) -> list[Problem]:
     """Every problem of a TrainingRun manifest: schema errors, the CRD's cross-field rules, name limits."""
+    return checked_run(obj)[1]
+
+
+def checked_run(obj: dict[str, Any]) -> tuple[TrainingRun | None, list[Problem]]:
+    """The parsed run (None when the schema refuses it) and every problem, from one parse."""
     if not isinstance(obj, dict):
-        return [Problem("", "a manifest must be a mapping")]
+        return None, [Problem("", "a manifest must be a mapping")]
     problems = _name_problems(obj)
     try:
         run = TrainingRun.model_validate(obj)
     except ValidationError as exc:
-        return problems + _schema_problems(exc)
+        return None, problems + _schema_problems(exc)
     for rule in spec_rules():
         problems += [Problem(path, rule.message_for(run.spec, path)) for path in rule.check(run.spec)]
-    return problems
+    return run, problems
 
 
 def _schema_problems(exc: ValidationError) -> list[Problem]:

@@ -169,3 +169,23 @@ def test_a_trial_read_while_running_is_read_again_when_it_finishes(tmp_path: Pat
         }
 
     asyncio.run(scenario())
+
+
+def test_a_restarted_controller_decides_from_the_trials_the_api_holds(tmp_path: Path) -> None:
+    """Its watch cache is empty after a restart: new trials are planned from a fresh list, so none is proposed twice
+    and the finished ones count against maxTrials."""
+    kube, ctrl, uri = _setup(tmp_path)
+
+    async def scenario() -> None:
+        await kube.create(_sweep(maxTrials=3))
+        await ctrl.reconcile((NS, "lr"))
+        _finish(kube, uri, "lr-0", [0.4])
+        _finish(kube, uri, "lr-1", [0.6])
+        restarted = SweepController(kube, mlflow_uri=uri, check_interval=0.0)  # type: ignore[arg-type]
+        restarted.on_sweep_event("ADDED", kube.get_object(c.SWEEP_KIND, NS, "lr") or {})
+        await restarted.reconcile((NS, "lr"))
+        assert [t["metadata"]["name"] for t in kube.of_kind(c.KIND)] == ["lr-0", "lr-1", "lr-2"]
+        status = _status(kube)
+        assert status["trialsCreated"] == 3 and status["best"]["name"] == "lr-1"
+
+    asyncio.run(scenario())
