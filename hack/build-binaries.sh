@@ -8,6 +8,7 @@ KWOK_VERSION="${KWOK_VERSION:-v0.8.0}"
 COREDNS_VERSION="${COREDNS_VERSION:-v1.14.7}"
 KUEUE_VERSION="${KUEUE_VERSION:-v0.17.0}"
 HELM_VERSION="${HELM_VERSION:-v3.21.4}"
+PEER_VERSION="${PEER_VERSION:-v1.8.1}"  # the Kubeflow training-operator that `make bench` measures beside Runyard
 CACHE="${RUNYARD_CACHE:-$HOME/.cache/runyard}"
 ONLY="${1:-all}"
 
@@ -20,6 +21,7 @@ kwok_dir="$CACHE/bin/kwok-$KWOK_VERSION"
 helm_dir="$CACHE/bin/helm-$HELM_VERSION"
 coredns_dir="$CACHE/bin/coredns-$COREDNS_VERSION"
 kueue_dir="$CACHE/bin/kueue-$KUEUE_VERSION"
+peer_dir="$CACHE/bin/training-operator-$PEER_VERSION"
 
 # Each component gets its own throw-away module so MVS never lifts shared deps across them.
 new_module() {
@@ -97,7 +99,20 @@ build_kueue() {
   mv "$kueue_dir/crds.tmp" "$kueue_dir/crds"
 }
 
+# The peer for `make bench` (not part of `all`): its manager, and its CRDs from the same module.
+build_peer() {
+  build_simple training-operator github.com/kubeflow/training-operator \
+    github.com/kubeflow/training-operator/cmd/training-operator.v1 "$PEER_VERSION" "$peer_dir"
+  [ -d "$peer_dir/crds" ] && return
+  local dir
+  dir=$(cd "$CACHE/src/training-operator-$PEER_VERSION" && go mod download -json "github.com/kubeflow/training-operator@$PEER_VERSION" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  mkdir -p "$peer_dir/crds.tmp" && cp "$dir"/manifests/base/crds/kubeflow.org_pytorchjobs.yaml "$peer_dir/crds.tmp/"
+  mv "$peer_dir/crds.tmp" "$peer_dir/crds"
+}
+
 case "$ONLY" in
+  peer) build_peer ;;
   all|k8s) build_k8s ;;&
   all|etcd) build_simple etcd go.etcd.io/etcd/server/v3 go.etcd.io/etcd/server/v3 "$ETCD_VERSION" "$etcd_dir" ;;&
   all|coredns) build_simple coredns github.com/coredns/coredns github.com/coredns/coredns "$COREDNS_VERSION" "$coredns_dir" ;;&

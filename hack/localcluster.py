@@ -130,41 +130,53 @@ def make_pki(pki: Path) -> None:
     )
     (pki / "server.ext").write_text(f"subjectAltName={sans}\nextendedKeyUsage=serverAuth\n")
     (pki / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
-    for name, subj, ext in (
-        ("apiserver", "/CN=kube-apiserver", "server.ext"),
-        ("admin", "/O=system:masters/CN=runyard-admin", "client.ext"),
-    ):
-        openssl(
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            subj,
-            "-keyout",
-            str(pki / f"{name}.key"),
-            "-out",
-            str(pki / f"{name}.csr"),
-        )
-        openssl(
-            "x509",
-            "-req",
-            "-in",
-            str(pki / f"{name}.csr"),
-            "-CA",
-            str(pki / "ca.crt"),
-            "-CAkey",
-            str(pki / "ca.key"),
-            "-CAcreateserial",
-            "-days",
-            "3650",
-            "-extfile",
-            str(pki / ext),
-            "-out",
-            str(pki / f"{name}.crt"),
-        )
+    issue_cert(pki, "apiserver", "/CN=kube-apiserver", "server.ext")
+    issue_cert(pki, "admin", "/O=system:masters/CN=runyard-admin", "client.ext")
     openssl("genrsa", "-out", str(pki / "sa.key"), "2048")
     openssl("rsa", "-in", str(pki / "sa.key"), "-pubout", "-out", str(pki / "sa.pub"))
+
+
+def issue_cert(pki: Path, name: str, subj: str, ext: str) -> None:
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", subj, "-keyout", str(pki / f"{name}.key"),
+            "-out", str(pki / f"{name}.csr"))  # fmt: skip
+    openssl("x509", "-req", "-in", str(pki / f"{name}.csr"), "-CA", str(pki / "ca.crt"), "-CAkey",
+            str(pki / "ca.key"), "-CAcreateserial", "-days", "3650", "-extfile", str(pki / ext),
+            "-out", str(pki / f"{name}.crt"))  # fmt: skip
+
+
+# Users whose requests the apiserver's audit log records (and only theirs): the bench gives each operator it measures
+# its own client certificate, so the log tells their requests apart from the observer's and the controllers'.
+AUDITED_USERS = ("runyard-bench-operator", "peer-bench-operator")
+
+
+def audit_policy() -> str:
+    users = ", ".join(f'"{u}"' for u in AUDITED_USERS)
+    return (
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\n"
+        f"rules:\n- level: Metadata\n  users: [{users}]\n- level: None\n"
+    )
+
+
+def user_kubeconfig(paths: Paths, user: str) -> Path:
+    """A kubeconfig for `user` (cluster-admin by group), its certificate issued by the cluster's CA on first use."""
+    if user not in AUDITED_USERS:
+        raise ValueError(f"{user} is not one of {AUDITED_USERS}")
+    out = paths.pki / f"{user}.kubeconfig"
+    if not (paths.pki / f"{user}.crt").exists():
+        issue_cert(paths.pki, user, f"/O=system:masters/CN={user}", "client.ext")
+    config = json.loads(paths.kubeconfig.read_text())
+    for entry in config["users"]:
+        entry["user"] = {
+            "client-certificate-data": base64.b64encode((paths.pki / f"{user}.crt").read_bytes()).decode(),
+            "client-key-data": base64.b64encode((paths.pki / f"{user}.key").read_bytes()).decode(),
+        }
+    out.write_text(json.dumps(config, indent=2))
+    out.chmod(0o600)
+    return out
+
+
+def audit_log(paths: Paths) -> Path:
+    return paths.logs / "audit.log"
 
 
 def write_kubeconfig(paths: Paths, server: str) -> None:
@@ -204,6 +216,7 @@ def write_kubeconfig(paths: Paths, server: str) -> None:
 
 def command_lines(paths: Paths, ports: dict[str, int], real: bool = False) -> dict[str, list[str]]:
     pki, kc = paths.pki, str(paths.kubeconfig)
+    (paths.state / "audit-policy.yaml").write_text(audit_policy())
     (paths.state / "scheduler.yaml").write_text(
         "apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\n"
         f"clientConnection:\n  kubeconfig: {kc}\n  qps: 500\n  burst: 1000\n"
@@ -258,6 +271,10 @@ def command_lines(paths: Paths, ports: dict[str, int], real: bool = False) -> di
             "--max-requests-inflight=1000",
             "--max-mutating-requests-inflight=500",
             "--event-ttl=30m",
+            f"--audit-policy-file={paths.state / 'audit-policy.yaml'}",
+            f"--audit-log-path={audit_log(paths)}",
+            "--audit-log-format=json",
+            "--audit-log-maxsize=0",
             "--v=1",
         ],
         "kube-controller-manager": [
@@ -475,7 +492,8 @@ def has_real_node(paths: Paths) -> bool:
 def up(gpu_nodes: int, real_nodes: int = 0) -> None:
     paths = Paths(STATE_DIR)
     real = real_nodes > 0
-    if running(paths) and has_real_node(paths) == real:
+    current = running(paths) and bool((load_info(paths) or {}).get("audit"))  # older clusters had no audit log
+    if current and has_real_node(paths) == real:
         ensure_nodes(paths, gpu_nodes)
         log("cluster already running")
         print(f"export KUBECONFIG={paths.kubeconfig}")
@@ -506,6 +524,7 @@ def up(gpu_nodes: int, real_nodes: int = 0) -> None:
         "etcd": ETCD_VERSION,
         "kwok": KWOK_VERSION,
         "real_node": real,
+        "audit": True,
     }
     pids: dict[str, int] = info["pids"]  # type: ignore[assignment]
 

@@ -95,6 +95,10 @@ _COALESCIBLE = frozenset(
     }
 )
 _COALESCIBLE_PHASES = frozenset({lc.PENDING, lc.STARTING, lc.RUNNING, lc.QUEUED, lc.SUSPENDED})
+# How many coalescing windows quiet progress (Decision.quiet) waits before it is written, by default 60 s on the way
+# in (a run reads Pending until then, the CRD's default) and 10 s for counts moving while it runs.
+QUIET_START_HOLD_FACTOR = 60
+QUIET_RUNNING_HOLD_FACTOR = 10
 
 
 def _rv(body: Mapping[str, Any]) -> int:
@@ -114,7 +118,7 @@ def _compact(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # After a burst drains, hand the burst's transient buffers back to the OS (see release_memory).
-_TRIM_AFTER_RECONCILES = 1000
+_TRIM_AFTER_RECONCILES = 200
 _TRIM_QUIET_SECONDS = 5.0
 
 
@@ -798,12 +802,23 @@ class Controller:
             patch.pop("restarts", None)  # a first write of restarts=0 is not news
         if not patch or not set(patch) <= _COALESCIBLE or decision.delete_jobs:
             return 0.0
-        if status.get("phase") not in _COALESCIBLE_PHASES:
+        phase = status.get("phase")
+        if phase not in _COALESCIBLE_PHASES:
             return 0.0
+        if phase == lc.RUNNING and previous.get("phase") != lc.RUNNING:
+            return 0.0  # the run started: the news users wait for (create -> Running, bench/RESULTS.md)
         now = time.monotonic()
         since = self._last_write.get(key) or self._first_seen.setdefault(key, now)
-        # Pending and Starting are usually passed through within seconds: report them only if they last.
-        hold = self.coalesce_seconds * (3 if status.get("phase") in (lc.PENDING, lc.STARTING) else 1)
+        # Progress on the way in (replicas being created or started, counts moving while Running) is written only
+        # if it lasts: a run that starts within the hold costs one write for Running and one for its end. A Pending
+        # with a reason (unschedulable, an image that cannot be pulled) is news sooner.
+        if decision.quiet:
+            factor = QUIET_RUNNING_HOLD_FACTOR if phase == lc.RUNNING else QUIET_START_HOLD_FACTOR
+            hold = self.coalesce_seconds * factor
+        elif phase in (lc.PENDING, lc.STARTING):
+            hold = self.coalesce_seconds * 3
+        else:
+            hold = self.coalesce_seconds
         return max(since + hold - now, 0.0)
 
     def _forget_job(self, run_uid: str, job_name: str) -> None:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from typing import Any
 
 import kopf
 
 from runyard import constants as c
-from runyard_operator.controller import Controller
+from runyard_operator.controller import Controller, release_memory
 from runyard_operator.sweeps import SweepController
 
 CHILD_SELECTOR = f"{c.LABEL_MANAGED_BY}={c.MANAGED_BY_VALUE}"
+STARTUP_TRIM_SECONDS = 10.0
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -65,6 +67,8 @@ def register(
         if sweeps is not None:
             sweeps.queue.start()
         await controller.start_plugins()
+        # Start-up (imports, the CRD reads, the first lists) leaves freed buffers behind: return them once it settles.
+        asyncio.get_running_loop().call_later(STARTUP_TRIM_SECONDS, release_memory)
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:

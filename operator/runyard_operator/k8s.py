@@ -1,12 +1,15 @@
-"""The operator's only door to the Kubernetes API (kubernetes_asyncio): rate-limited, counted, JSON in and out."""
+"""The operator's only door to the Kubernetes API (aiohttp, kopf's credentials): rate-limited, counted, JSON in and out."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import os
 import secrets
+import ssl
+import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -15,8 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
-from kubernetes_asyncio import client as kclient
-from kubernetes_asyncio import config as kconfig
+import kopf
 
 from runyard import constants as c
 from runyard_operator import metrics
@@ -99,43 +101,109 @@ def env_proxy_for(url: str) -> str | None:
     return proxies.get(urllib.parse.urlsplit(url).scheme or "https")
 
 
-def _distrust_env(api: kclient.ApiClient) -> None:
-    """Stop aiohttp from re-reading proxy variables and ~/.netrc in a worker thread on every request.
+class Connection:
+    """The API server's address, a TLS context and the auth header, from kopf's own credential readers.
 
-    kubernetes_asyncio opens its session with trust_env=True; under a burst those two thread hops per request
-    cost more CPU than the requests themselves (py-spy, bench/RESULTS.md). The proxy is resolved once instead
-    (`env_proxy_for`) and passed explicitly with each request.
+    The same readers kopf logs in with (the pod's ServiceAccount, else the kubeconfig), so the operator's requests and
+    kopf's watches always act as one identity; no Kubernetes client library is loaded, whose generated models alone
+    held 37 MB of the operator's memory (bench/RESULTS.md). `refresh` reads them again: a projected ServiceAccount
+    token is rotated on disk, and a 401 means the one in hand expired.
     """
-    session = api.rest_client.pool_manager
-    if hasattr(session, "_trust_env"):
-        session._trust_env = False
+
+    def __init__(self, info: kopf.ConnectionInfo) -> None:
+        self.host = str(info.server).rstrip("/")
+        self.ssl = _ssl_context(info)
+        self.headers: dict[str, str] = {}
+        self._apply(info)
+        self.proxy = info.proxy_url or env_proxy_for(self.host)
+
+    @staticmethod
+    def login() -> kopf.ConnectionInfo:
+        in_cluster = os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG")
+        settings = kopf.OperatorSettings()
+        info = kopf.login_with_service_account(settings=settings) if in_cluster else None
+        info = info or kopf.login_with_kubeconfig(settings=settings)
+        if info is None:
+            raise ApiError(0, "NoCredentials", "no in-cluster ServiceAccount and no kubeconfig (KUBECONFIG, ~/.kube)")
+        return info
+
+    def refresh(self) -> None:
+        self._apply(self.login())
+
+    def _apply(self, info: kopf.ConnectionInfo) -> None:
+        if info.token:
+            self.headers = {"Authorization": f"{info.scheme or 'Bearer'} {info.token}"}
+        elif info.username and info.password:
+            pair = base64.b64encode(f"{info.username}:{info.password}".encode()).decode()
+            self.headers = {"Authorization": f"Basic {pair}"}
+        else:
+            self.headers = {}  # a client certificate in the TLS context
+
+
+def _ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext | bool:
+    if not str(info.server).startswith("https"):
+        return False
+    if info.insecure:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    else:
+        cadata = base64.b64decode(info.ca_data).decode() if info.ca_data else None
+        ctx = ssl.create_default_context(cafile=info.ca_path, cadata=cadata)
+    if info.certificate_path and info.private_key_path:
+        ctx.load_cert_chain(info.certificate_path, info.private_key_path)
+    elif info.certificate_data and info.private_key_data:
+        # The ssl module reads a client certificate from files only: a private directory that lives for this call.
+        with tempfile.TemporaryDirectory(prefix="runyard-tls-") as tmp:
+            cert, key = os.path.join(tmp, "tls.crt"), os.path.join(tmp, "tls.key")
+            for path, data in ((cert, info.certificate_data), (key, info.private_key_data)):
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(base64.b64decode(data))
+            ctx.load_cert_chain(cert, key)
+    return ctx
 
 
 class Kube:
     """Async JSON access to the objects the operator owns."""
 
-    def __init__(self, api: kclient.ApiClient, qps: float = 50.0, burst: int = 100) -> None:
-        self._api = api
+    def __init__(self, connection: Connection, qps: float = 50.0, burst: int = 100, connections: int = 100) -> None:
+        self._conn = connection
         self._bucket = TokenBucket(qps, burst)
-        self._host = str(api.configuration.host).rstrip("/")
+        self._host = connection.host
         self._timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+        # trust_env off: aiohttp would re-read proxy variables and ~/.netrc in a worker thread on every request,
+        # which under a burst cost more CPU than the requests themselves; the proxy is resolved once instead.
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=connection.ssl, limit=connections),
+            trust_env=False,
+        )
 
     @classmethod
     async def connect(cls, qps: float = 50.0, burst: int = 100, connections: int = 100) -> Kube:
-        configuration = kclient.Configuration()
-        if os.environ.get("KUBERNETES_SERVICE_HOST") and not os.environ.get("KUBECONFIG"):
-            kconfig.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-        else:
-            await kconfig.load_kube_config(client_configuration=configuration)
-        configuration.connection_pool_maxsize = max(16, connections)
-        if configuration.proxy is None:
-            configuration.proxy = env_proxy_for(configuration.host or "")
-        api = kclient.ApiClient(configuration)
-        _distrust_env(api)
-        return cls(api, qps, burst)
+        info = await asyncio.to_thread(Connection.login)
+        return cls(Connection(info), qps, burst, max(16, connections))
+
+    @classmethod
+    def for_url(cls, url: str, qps: float = 50.0, burst: int = 100) -> Kube:
+        """A client of a plain-HTTP test server (no credentials)."""
+        return cls(Connection(kopf.ConnectionInfo(server=url)), qps, burst)
 
     async def close(self) -> None:
-        await self._api.close()
+        await self._session.close()
+
+    async def _http(
+        self, verb: str, url: str, data: bytes | None, headers: dict[str, str], timeout: aiohttp.ClientTimeout
+    ) -> aiohttp.ClientResponse:
+        """One request with the current credentials; a 401 reads them again and retries once (a rotated token)."""
+        for attempt in (0, 1):
+            resp = await self._session.request(
+                verb, url, data=data, headers=headers | self._conn.headers, timeout=timeout, proxy=self._conn.proxy
+            )
+            if resp.status != 401 or attempt:
+                return resp
+            resp.release()
+            await asyncio.to_thread(self._conn.refresh)
+        raise AssertionError("unreachable")
 
     async def request(
         self,
@@ -193,19 +261,12 @@ class Kube:
         await self._bucket.take()
         metrics.API_REQUESTS.labels("get", "pods/log").inc()
         headers = {"Accept": LOG_ACCEPT}  # not text/plain alone: the API server answers that with 406
-        await self._api.update_params_for_auth(headers, [], ["BearerToken"])
         query = {"container": container} | ({"follow": "true"} if follow else {})
         url = f"{self._host}{_path('Pod', namespace, name, 'log')}?{urllib.parse.urlencode(query)}"
-        rest = self._api.rest_client
-        extra: dict[str, Any] = {}
-        if rest.proxy:
-            extra["proxy"] = rest.proxy
-        if rest.server_hostname:
-            extra["server_hostname"] = rest.server_hostname
         size = 0
         try:
-            async with rest.pool_manager.request(
-                "GET", url, headers=headers, timeout=aiohttp.ClientTimeout(total=max(timeout, 0.001)), **extra
+            async with await self._http(
+                "GET", url, None, headers, aiohttp.ClientTimeout(total=max(timeout, 0.001))
             ) as resp:
                 if resp.status >= 400:
                     metrics.API_ERRORS.labels("get", "pods/log", str(resp.status)).inc()
@@ -235,21 +296,12 @@ class Kube:
         resource = _KINDS[kind][1] + (f"/{sub}" if sub else "")
         metrics.API_REQUESTS.labels(verb.lower(), resource).inc()
         headers = {"Content-Type": content_type, "Accept": accept}
-        await self._api.update_params_for_auth(headers, [], ["BearerToken"])
         url = self._host + _path(kind, namespace, name, sub)
         if query:
             url += "?" + urllib.parse.urlencode(query)
-        rest = self._api.rest_client
-        extra: dict[str, Any] = {}
-        if rest.proxy:
-            extra["proxy"] = rest.proxy
-        if rest.server_hostname:
-            extra["server_hostname"] = rest.server_hostname
         data = json.dumps(body, separators=(",", ":")).encode() if body is not None else None
         try:
-            async with rest.pool_manager.request(
-                verb, url, data=data, headers=headers, timeout=self._timeout, **extra
-            ) as resp:
+            async with await self._http(verb, url, data, headers, self._timeout) as resp:
                 raw = await resp.read()
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError) as exc:

@@ -10,7 +10,7 @@ from runyard import constants as c
 from runyard.api.rules import name_rules
 from runyard.api.sweeps import TrainingRunSweep, TrainingRunSweepSpec, TrainingRunSweepStatus
 from runyard.api.templates import ClusterTrainingRunTemplate, TrainingRunTemplate, TrainingRunTemplateSpec
-from runyard.api.v1alpha1 import TrainingRun, TrainingRunSpec, TrainingRunStatus
+from runyard.api.v1alpha1 import Phase, TrainingRun, TrainingRunSpec, TrainingRunStatus
 
 # Keywords a structural schema may carry; the rest of pydantic's output (title, discriminator...) is dropped.
 _KEEP = frozenset(
@@ -132,6 +132,15 @@ _ENVELOPE: dict[str, Any] = {
 }
 
 
+def _status_schema() -> dict[str, Any]:
+    schema = _model_schema(TrainingRunStatus, "status")
+    # A run the operator has not reported on yet reads as Pending, like a Pod: the API server fills it in when it
+    # reads the object, so a run that starts at once costs two status writes (Running, its end) instead of three.
+    schema["default"] = {}
+    schema["properties"]["phase"]["default"] = Phase.PENDING.value
+    return schema
+
+
 def build_schema() -> dict[str, Any]:
     """The structural openAPIV3Schema of TrainingRun."""
     return {
@@ -142,7 +151,7 @@ def build_schema() -> dict[str, Any]:
             **_ENVELOPE,
             # Only replica counts keep their defaults (the CEL rules read them); see _Converter.keep_defaults.
             "spec": _model_schema(TrainingRunSpec, "spec", keep_defaults=("spec.replicas",)),
-            "status": _model_schema(TrainingRunStatus, "status"),
+            "status": _status_schema(),
         },
         "x-kubernetes-validations": name_rules(c.MAX_RUN_NAME_LENGTH),
     }

@@ -124,3 +124,9 @@ def test_crd_metadata_and_columns() -> None:
     assert cpu["x-kubernetes-int-or-string"] and cpu["pattern"].startswith("^")
     store = schema()["properties"]["spec"]["properties"]["artifacts"]["properties"]["store"]
     assert store["pattern"] == "^(pvc|s3|file)://"
+
+
+def test_an_unreported_run_reads_as_pending() -> None:
+    """The API server fills status.phase in as it reads a run the operator has not written yet (like a Pod's)."""
+    status = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+    assert status["default"] == {} and status["properties"]["phase"]["default"] == "Pending"

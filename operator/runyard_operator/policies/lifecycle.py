@@ -105,6 +105,8 @@ __all__ = [
 # Phases on the way in are visible in status and conditions only: an Event each would double a burst's writes
 # (bench/RESULTS.md) while telling `kubectl describe` nothing the phase column does not.
 _QUIET_PHASES = frozenset({PENDING, QUEUED, STARTING})
+# Reasons of a Pending or Starting run that is merely on its way (not unschedulable, not stuck on an image).
+_PROGRESS_REASONS = frozenset({"Creating", "Starting"})
 
 
 def decide(
@@ -123,7 +125,10 @@ def decide(
     its trainer log, which the controller reads once for a newly recorded failure (`triage.log_tail_pod`).
     """
     draft = StatusDraft.from_status(previous)
-    seen = Observed.split(draft.phase or "", draft.restarts or 0, jobs, pods, log_tails)
+    # A run the operator has not written yet reads `phase: Pending` from the CRD's default: not a recorded phase.
+    defaulted = draft.phase == PENDING and draft.observed_generation is None
+    recorded = "" if defaulted else (draft.phase or "")
+    seen = Observed.split(recorded, draft.restarts or 0, jobs, pods, log_tails)
     _observe(facts, seen, draft)
     decision = Decision()
     if seen.phase_before in TERMINAL:
@@ -155,10 +160,15 @@ def _observe(facts: RunFacts, seen: Observed, draft: StatusDraft) -> None:
     draft.observed_generation = facts.generation
     draft.total_replicas = facts.total_replicas
     draft.restarts = seen.attempt
-    draft.ready_replicas = sum(1 for p in seen.live_pods if p.ready)
+    draft.scheduling_message = None
+    if seen.phase_before in TERMINAL:
+        return  # an ended run keeps the counts and nodes it ended with, while its pods go away
+    # A replica that finished successfully stays counted until the run ends: its Job's completion trails it by seconds
+    # in a burst, and a count falling as the gang finishes would cost a status write that tells nothing.
+    done = sum(1 for p in seen.current_pods if p.phase == "Succeeded" and not p.deleting)
+    draft.ready_replicas = sum(1 for p in seen.live_pods if p.ready) + done
     draft.nodes = sorted({p.node for p in seen.current_pods if p.node}) or draft.nodes or []
     draft.gpus = sum(p.gpus for p in seen.live_pods if p.node)
-    draft.scheduling_message = None
 
 
 def _conclude(
@@ -174,11 +184,14 @@ def _conclude(
     if phase not in TERMINAL and phase != RESTARTING:
         decision.requeue_by(deadline.deadline_of(facts, draft.start_time))
     draft.phase, draft.message = phase, message
+    decision.quiet = (phase in (PENDING, STARTING) and reason in _PROGRESS_REASONS) or (
+        phase == RUNNING and seen.phase_before == RUNNING
+    )
     if phase not in (SUSPENDED, QUEUED, PENDING):
         draft.stopped = None  # the stopped replicas were replaced and run again (or the run moved on)
     if phase in TERMINAL:
         draft.completion_time = now
-        draft.gpus = 0
+        draft.gpus = draft.ready_replicas = 0
         cleanup.on_end(facts, seen, decision, now)
         decision.events.append(("Normal" if phase == SUCCEEDED else "Warning", phase, message))
     elif (

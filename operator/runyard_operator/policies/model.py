@@ -137,6 +137,9 @@ class Decision:
     confirm_children: bool = False
     # The children to create replace replicas a suspension stopped: they get RUNYARD_RESUME_FROM like a restart's.
     resume: bool = False
+    # The new status only reports progress on the way in (replicas being created or started, counts moving): nobody
+    # needs it within a second, so the controller writes it only if it lasts (bench/RESULTS.md, writes per run).
+    quiet: bool = False
 
     def requeue_by(self, when: datetime | None) -> None:
         """Wake up at `when` unless an earlier wake-up is already planned."""

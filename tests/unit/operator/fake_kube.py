@@ -349,6 +349,8 @@ class FakeKube:
         return obj
 
     def _save(self, key: tuple[str, str, str], obj: dict[str, Any], event: str) -> dict[str, Any]:
+        if key[0] == c.KIND:  # the CRD's structural defaults, which the API server applies as it reads a run
+            obj.setdefault("status", {}).setdefault("phase", "Pending")
         obj["metadata"]["resourceVersion"] = str(next(self._rv))
         self.objects[key] = obj
         self._notify(event, key[0], obj)

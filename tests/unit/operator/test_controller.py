@@ -19,6 +19,7 @@ from runyard.api import TrainingRun
 from runyard_operator.controller import Controller
 from runyard_operator.plugins import PluginContext, RunPlugin
 from runyard_operator.policies import conditions as cond
+from runyard_operator.policies import lifecycle as lc
 from runyard_operator.timestamps import format_time
 from tests.unit.operator.fake_kube import FakeKube
 
@@ -447,9 +448,14 @@ def test_plugin_contributions_go_into_the_controllers_one_write() -> None:
         await h.create(training_run("busy"))
         await h.reconcile("busy")
         key, uid = (NS, "busy"), h.kube.objects[(c.KIND, NS, "busy")]["metadata"]["uid"]
-        h.start_pods("busy-node", 2)
+        pods = h.start_pods("busy-node", 2)
         await h.reconcile("busy")
-        writes = len(h.kube.status_writes("busy"))  # Running waits: in-progress changes are coalesced
+        writes = len(h.kube.status_writes("busy"))
+        assert h.kube.status_writes("busy")[-1]["phase"] == "Running"  # a start is written at once
+        unready = {"conditions": [{"type": "Ready", "status": "False"}], "containerStatuses": [{"name": c.CONTAINER_NAME, "ready": False, "state": {"running": {"startedAt": ago(1)}}}]}  # fmt: skip
+        h.kube.mutate("Pod", NS, pods[1], {"status": unready})  # quiet progress (a count) waits: coalesced
+        await h.reconcile("busy")
+        assert len(h.kube.status_writes("busy")) == writes
 
         # The plugin contributes while the lifecycle has news too: one write carries both, at once.
         plugin.ctx.contribute(
@@ -461,7 +467,7 @@ def test_plugin_contributions_go_into_the_controllers_one_write() -> None:
         )
         status = await h.reconcile("busy")
         (write,) = h.kube.status_writes("busy")[writes:]
-        assert write["phase"] == "Running" and write["gpu"] == {"gpuHours": 1.0}
+        assert status["phase"] == "Running" and write["gpu"] == {"gpuHours": 1.0} and "readyReplicas" in write
         types = [c["type"] for c in write["conditions"]]
         assert "Running" in types and types.count("GPUsIdle") == 1
         assert status["conditions"] == write["conditions"]
@@ -571,5 +577,52 @@ def test_fake_kube_answers_like_the_api_server(kind: str) -> None:
             await kube.list_items(kind, NS, field_selector="spec.foo=bar")
         assert unsupported.value.status == 400
         assert format_time(0) == "1970-01-01T00:00:00Z"
+
+    run(scenario)
+
+
+def test_a_run_that_starts_at_once_costs_two_status_writes() -> None:
+    """The CRD reads an unreported run as Pending; Running is written at once; progress on the way in waits."""
+
+    async def scenario() -> None:
+        h = Harness(coalesce_seconds=30)
+        await h.create(training_run("fast"))
+        assert h.status("fast") == {"phase": "Pending"}  # the API server's default, no write of ours
+        await h.reconcile("fast")  # children created, replicas on their way: quiet, it waits
+        assert h.kube.status_writes("fast") == []
+        pods = h.start_pods("fast-node", 2)
+        await h.reconcile("fast")
+        (running,) = h.kube.status_writes("fast")
+        assert running["phase"] == "Running" and running["readyReplicas"] == 2 and running["observedGeneration"] == 1
+        # One replica finishes before the other: a finished replica stays counted, nothing to write.
+        h.end_pod(pods[0], 0, "Completed")
+        await h.reconcile("fast")
+        assert len(h.kube.status_writes("fast")) == 1
+        h.end_pod(pods[1], 0, "Completed")
+        h.complete_job("fast-node", 2)
+        await h.reconcile("fast")
+        writes = h.kube.status_writes("fast")
+        assert [w.get("phase") for w in writes] == ["Running", "Succeeded"] and writes[1]["readyReplicas"] == 0
+        # Its pods going away afterwards rewrite neither the counts nor the nodes it ran on.
+        for pod in pods:
+            await h.kube.delete("Pod", NS, pod)
+        await h.reconcile("fast")
+        assert len(h.kube.status_writes("fast")) == 2 and h.status("fast")["nodes"] == ["node-0", "node-1"]
+
+    run(scenario)
+
+
+def test_a_pending_run_with_a_reason_is_reported_sooner_than_one_on_its_way() -> None:
+    async def scenario() -> None:
+        h = Harness(coalesce_seconds=30)
+        await h.create(training_run("slow"))
+        await h.reconcile("slow")
+        on_its_way = h.controller._coalesce_delay(
+            (NS, "slow"), {}, {"phase": "Pending", "message": "m"}, lc.Decision(quiet=True)
+        )
+        with_reason = h.controller._coalesce_delay(
+            (NS, "slow"), {}, {"phase": "Pending", "message": "m"}, lc.Decision(quiet=False)
+        )
+        assert 30 * 59 < on_its_way <= 30 * 60 and 30 * 2 < with_reason <= 30 * 3
 
     run(scenario)

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from kubernetes_asyncio import client as kclient
 
 from runyard_operator.k8s import ApiError, Kube
 
@@ -43,12 +42,11 @@ async def with_kube(body: Callable[[Kube], Awaitable[Any]]) -> Any:
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    configuration = kclient.Configuration(host=f"http://127.0.0.1:{port}")
-    api = kclient.ApiClient(configuration)
+    kube = Kube.for_url(f"http://127.0.0.1:{port}")
     try:
-        return await body(Kube(api))
+        return await body(kube)
     finally:
-        await api.close()
+        await kube.close()
         await runner.cleanup()
 
 
