@@ -67,7 +67,7 @@ test-cluster: install binaries images ## Tests against the local control plane (
 test: install binaries images ## Everything: lint, verify, unit and cluster tests (with the real node)
 	$(MAKE) lint
 	$(MAKE) verify
-	$(BIN)/pytest -q || [ $$? -eq 5 ]
+	hack/test.sh
 
 .PHONY: chaos
 chaos: install binaries images ## The full chaos and fuzz suite (make test runs its quick tier); table in docs/chaos.md
@@ -90,8 +90,9 @@ images: install ## Build the real node's images (pause, examples, runyard) from 
 	$(PYTHON) hack/localcluster.py import-images
 
 .PHONY: cluster-down
-cluster-down: ## Stop exactly the processes cluster-up started and remove the state
+cluster-down: ## Stop exactly the processes cluster-up started and remove the state (the tests' kwok-only cluster too)
 	@$(PY) hack/localcluster.py down
+	@if [ -d "$(or $(RUNYARD_CLUSTER_DIR),$(CURDIR)/.cluster)-kwok" ]; then RUNYARD_CLUSTER_DIR="$(or $(RUNYARD_CLUSTER_DIR),$(CURDIR)/.cluster)-kwok" $(PY) hack/localcluster.py down; fi
 
 .PHONY: cluster-status
 cluster-status: ## Show the local cluster's processes and nodes
