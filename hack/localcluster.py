@@ -55,7 +55,7 @@ def binary(name: str) -> Path:
     if name == "containerd":
         return Path(shutil.which("containerd") or "/usr/bin/containerd")
     if name == "coredns":
-        return CACHE / "bin" / f"coredns-{COREDNS_VERSION}" / "coredns"
+        return CACHE / "bin" / f"coredns-{COREDNS_VERSION}-min" / "coredns"  # the plugins the Corefile uses
     if name == "etcd":
         return CACHE / "bin" / f"etcd-{ETCD_VERSION}" / "etcd"
     if name == "kwok":
