@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "hack"))
 import localcluster  # noqa: E402
 
 from bench.kube import BenchKube, gather_limited  # noqa: E402
-from bench.run import RESULTS, cpu_ticks, log, machine, parse_apiserver, pct  # noqa: E402
+from bench.run import RESULTS, cpu_ticks, log, machine, parse_apiserver, pct, summarize_profile  # noqa: E402
 
 CACHE = Path(os.environ.get("RUNYARD_CACHE", Path.home() / ".cache" / "runyard"))
 PEER_VERSION = os.environ.get("PEER_VERSION", "v1.8.1")
@@ -478,6 +478,7 @@ class PeerBench:
         audit_path = localcluster.audit_log(self.paths)
         offset = audit_offset(audit_path)
         api0, op0, tick0 = parse_apiserver(await kube.text("/metrics")), side.ticks(), self.apiserver_ticks()
+        profiler = self.start_profiler(side) if self.args.profile else None
         names = [f"b-{i}" for i in range(n)]
         t0 = _now()
         for name in names:
@@ -493,6 +494,7 @@ class PeerBench:
         await asyncio.sleep(5)  # trailing writes belong to the lifecycle
         window = _now() - t0
         api1, op1, tick1 = parse_apiserver(await kube.text("/metrics")), side.ticks(), self.apiserver_ticks()
+        profile = self.stop_profiler(*profiler) if profiler else None
         await obs.stop()
         ticks = os.sysconf("SC_CLK_TCK")
         lag = [obs.done(j) - obs.pods_terminal_at(j) for j in names if obs.pods_terminal_at(j) is not None]  # type: ignore[operator]
@@ -518,8 +520,39 @@ class PeerBench:
             "operator_cpu_ms_per_job": round((op1 - op0) / ticks * 1000 / n, 1),
             "apiserver_cpu_ms_per_job": round((tick1 - tick0) / ticks * 1000 / n, 1),
         }
+        if profile:
+            out["profile"] = profile
         self.burst_ns = ns
         return out
+
+    def start_profiler(self, side: Side) -> tuple[subprocess.Popen[bytes], Path] | None:
+        """py-spy on Runyard's operator during the burst (the peer is Go: its CPU is accounted, not profiled)."""
+        exe = shutil.which("py-spy", path=str(ROOT / ".venv" / "bin")) or shutil.which("py-spy")
+        if not exe or side.proc is None or not isinstance(side, RunyardSide):
+            return None
+        out = RESULTS / f"profile-peer-burst-{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%SZ')}.txt"
+        argv = [exe, "record", "--pid", str(side.proc.pid), "--format", "raw", "--rate", "100", "--nonblocking"]
+        return subprocess.Popen(
+            [*argv, "--output", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        ), out
+
+    def stop_profiler(self, proc: subprocess.Popen[bytes], out: Path) -> dict[str, Any]:
+        import gzip
+        import signal
+
+        proc.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        if not out.exists():
+            return {"error": "py-spy wrote no output"}
+        summary = summarize_profile(out)
+        packed = out.with_suffix(".txt.gz")
+        packed.write_bytes(gzip.compress(out.read_bytes()))
+        out.unlink()
+        summary["file"] = str(packed.relative_to(ROOT))
+        return summary
 
     async def side_run(self, kube: BenchKube, side: Side) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -615,6 +648,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small sizes (a few minutes)")
     parser.add_argument("--nodes", type=int, default=int(os.environ.get("NODES", "100")))
     parser.add_argument("--only", nargs="*", choices=["runyard", "kubeflow"])
+    parser.add_argument("--profile", action="store_true", help="py-spy record Runyard's operator during the burst")
     args = parser.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     bench = PeerBench(args)

@@ -4,7 +4,7 @@
 bench: install binaries ## Full benchmark (NODES fake GPU nodes, default 100), py-spy profiles: appends to bench/RESULTS.md
 	$(PYTHON) bench/run.py --profile --nodes $(or $(BENCH_NODES),100)
 	hack/build-binaries.sh peer
-	$(PYTHON) bench/peer.py --nodes $(or $(BENCH_NODES),100)
+	$(PYTHON) bench/peer.py --profile --nodes $(or $(BENCH_NODES),100)
 
 .PHONY: bench-peer
 bench-peer: install binaries ## Runyard beside the Kubeflow training-operator v1.8.1 only (BENCH_QUICK=1: about 6 minutes)

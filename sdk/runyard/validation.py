@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,9 @@ import yaml
 from pydantic import ValidationError
 
 from runyard import constants as c
+
+# Re-exported: advisories read plain dicts, so the fast `runyard submit` imports them without the models.
+from runyard.advice import advisories as advisories
 from runyard.api.rules import IMMUTABLE_FIELDS, name_rules, spec_rules
 from runyard.api.v1alpha1 import DNS_1035_PATTERN, TrainingRun
 
@@ -279,43 +282,3 @@ def dump_manifests(objs: Iterable[dict[str, Any]]) -> str:
     return "".join(
         "---\n" + yaml.dump(obj, Dumper=_Dumper, sort_keys=False, width=120, allow_unicode=True) for obj in objs
     )
-
-
-# Public images whose user is root (their Dockerfiles set no USER): the default restricted security context refuses
-# them. Library images (`python:3.11`, `ubuntu`) have no registry or organisation in their name.
-_ROOT_IMAGE_PREFIXES = (
-    "pytorch/pytorch",
-    "tensorflow/tensorflow",
-    "nvcr.io/nvidia/",
-    "ghcr.io/nvidia/jax",
-    "horovod/",
-    "mpioperator/",
-    "continuumio/",
-    "huggingface/",
-)
-
-
-def _runs_as_root(image: str) -> bool:
-    name = image.split("@", 1)[0]
-    library = "/" not in name or name.startswith(("docker.io/library/", "library/"))
-    return library or name.startswith(_ROOT_IMAGE_PREFIXES)
-
-
-def advisories(doc: Mapping[str, Any]) -> list[str]:
-    """Warnings about a valid manifest: allowed, but known to fail at run time, with how to avoid it."""
-    spec = doc.get("spec") if isinstance(doc, Mapping) else None
-    if not isinstance(spec, Mapping):
-        return []
-    notes = []
-    security = spec.get("securityContext") or {}
-    images = {str(spec.get("image") or "")} | {
-        str(r.get("image")) for r in (spec.get("replicas") or {}).values() if isinstance(r, Mapping) and r.get("image")
-    }
-    root = sorted(i for i in images if i and _runs_as_root(i))
-    if root and security.get("runAsNonRoot", True) and security.get("runAsUser") is None:
-        notes.append(
-            f"spec.securityContext: {', '.join(root)} runs as root, which the default security context "
-            "(runAsNonRoot) refuses at start (CreateContainerConfigError): set spec.securityContext.runAsUser "
-            "(e.g. 1000) or runAsNonRoot: false"
-        )
-    return notes

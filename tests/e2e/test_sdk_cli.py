@@ -96,42 +96,6 @@ def test_sdk_logs_follow_switches_to_the_gang_restart(sdk: Client) -> None:
     assert {line.prefix for line in lines if line.restart_attempt == 1} == {"[node-0]", "[node-1]"}
 
 
-def test_cli_example_submit_wait_logs_list_describe_top_delete(
-    cluster: Cluster,
-    namespace: str,
-    operator: OperatorProcess,
-) -> None:
-    submitted = cli(cluster, namespace, "submit", "-f", "examples/pytorch-ddp.yaml")
-    assert submitted.returncode == 0, submitted.stderr
-    assert submitted.stdout.strip() == "trainingrun.runyard.dev/pytorch-ddp created"
-    again = cli(cluster, namespace, "submit", "-f", "examples/pytorch-ddp.yaml")
-    assert again.returncode == 5 and "already exists" in again.stderr
-    waited = cli(cluster, namespace, "wait", "pytorch-ddp", "--for=Succeeded", "--timeout", "120")
-    assert waited.returncode == 0, waited.stderr
-    assert "pytorch-ddp Succeeded" in waited.stdout
-    logs = cli(cluster, namespace, "logs", "pytorch-ddp")
-    assert logs.returncode == 0, logs.stderr
-    # The example ran for real on the real node: these are its ranks' own lines.
-    assert "[node-0] rank 0: epoch 5/5" in logs.stdout and "[node-1] rank 1: epoch 5/5" in logs.stdout, logs.stdout
-    assert "Traceback" not in logs.stderr
-    listed = cli(cluster, namespace, "list", "-o", "json")
-    assert listed.returncode == 0
-    items = json.loads(listed.stdout)["items"]
-    assert [(i["metadata"]["name"], i["status"]["phase"]) for i in items] == [("pytorch-ddp", "Succeeded")]
-    table = cli(cluster, namespace, "list")
-    assert table.stdout.splitlines()[1].split()[:3] == ["pytorch-ddp", "pytorch", "Succeeded"]
-    described = cli(cluster, namespace, "describe", "pytorch-ddp")
-    assert described.returncode == 0
-    for text in ("Phase:       Succeeded", "Conditions:", "Succeeded  True", "Events:", "TrainingRun/pytorch-ddp"):
-        assert text in described.stdout, described.stdout
-    top = cli(cluster, namespace, "top", "--once")
-    assert top.returncode == 0 and "pytorch-ddp" in top.stdout and "UTIL AVG" in top.stdout
-    deleted = cli(cluster, namespace, "delete", "pytorch-ddp", "--wait")
-    assert deleted.returncode == 0
-    gone = cli(cluster, namespace, "get", "pytorch-ddp")
-    assert gone.returncode == 3 and "not found" in gone.stderr
-
-
 def test_cli_wait_on_failing_run_exits_1_with_exit_code(
     cluster: Cluster,
     namespace: str,
@@ -161,3 +125,55 @@ def test_cli_wait_times_out_with_exit_code_4(
     client.submit(training_run("cli-slow", outcome="running"))
     waited = cli(cluster, namespace, "wait", "cli-slow", "--timeout", "3")
     assert waited.returncode == 4 and "did not reach Succeeded within 3s" in waited.stderr
+
+
+# The fast path must not fall back to the full CLI here: with the client library and the models unimportable, it would fail.
+FAST_ONLY = (
+    "import sys; sys.modules['kubernetes'] = sys.modules['pydantic'] = None\n"
+    "from runyard.fast_submit import main\n"
+    "sys.argv = ['runyard', *sys.argv[1:]]\n"
+    "main()\n"
+)
+
+
+def test_submit_fast_path_creates_with_neither_the_client_nor_the_models(
+    cluster: Cluster, namespace: str, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    def fast(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-c", FAST_ONLY, "--kubeconfig", str(cluster.kubeconfig), "-n", namespace, *args]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=ROOT)
+
+    two = tmp_path / "two.yaml"
+    two.write_text(
+        json.dumps(training_run("fast-a")) + "\n---\n" + json.dumps(training_run("fast-b", image="python:3.11"))
+    )
+    checked = fast("submit", "-f", str(two), "--dry-run")
+    assert checked.returncode == 0, checked.stderr
+    assert cluster.kubectl("get", "tr", "-n", namespace, "-o", "name").stdout == ""
+    done = fast("submit", "-f", str(two))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "trainingrun.runyard.dev/fast-a created",
+        "trainingrun.runyard.dev/fast-b created",
+    ]
+    assert "fast-b: spec.securityContext: python:3.11 runs as root" in done.stderr  # the same advisories
+    stored = json.loads(cluster.kubectl("get", "tr", "fast-a", "-n", namespace, "-o", "json").stdout)
+    assert stored["spec"] == training_run("fast-a")["spec"]  # sent as written
+
+
+def test_submit_hands_refusals_to_the_full_cli_before_creating_anything(
+    cluster: Cluster, namespace: str, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    bad = training_run("fast-bad")
+    bad["spec"]["replicas"]["node"]["replicas"] = 0
+    mixed = tmp_path / "mixed.yaml"
+    mixed.write_text(json.dumps(training_run("fast-good")) + "\n---\n" + json.dumps(bad))
+    refused = cli(cluster, namespace, "submit", "-f", str(mixed))
+    # The full CLI's own explanation, field by field, and its exit code; the valid document was not created either.
+    assert refused.returncode == 2 and "spec.replicas.node.replicas" in refused.stderr, refused.stderr
+    assert cluster.kubectl("get", "tr", "-n", namespace, "-o", "name").stdout == ""
+    ok = tmp_path / "ok.yaml"
+    ok.write_text(json.dumps(training_run("fast-good")))
+    assert cli(cluster, namespace, "submit", "-f", str(ok)).returncode == 0
+    again = cli(cluster, namespace, "submit", "-f", str(ok))
+    assert again.returncode == 5 and "already exists" in again.stderr
