@@ -25,6 +25,7 @@ from runyard_operator.policies.model import (
     RunFacts,
     Verdict,
 )
+from runyard_operator.policies.pod_creation import created_after_a_peer_finished
 
 # DisruptionTarget reasons (k8s.io/api/core/v1 DisruptionTarget reasons) as the retry policy names them.
 DISRUPTIONS = {
@@ -118,6 +119,17 @@ def deleted_roles(facts: RunFacts, seen: Observed, draft: StatusDraft) -> list[s
     return sorted(set(facts.replicas) - {j.role for j in seen.current_jobs})
 
 
+def replaced_replica(seen: Observed, draft: StatusDraft) -> PodView | None:
+    """A replica created after a peer finished, in a gang the status recorded as Running (all replicas had started).
+
+    Such a pod replaces one that was removed mid-run (deleted, its node gone) when the watch never showed why; it is
+    a disruption of a gang that ran, not the pods quota of a gang that never ran together (policies/pod_creation.py).
+    """
+    if seen.phase_before != RUNNING or stop.resuming(draft, seen):
+        return None
+    return created_after_a_peer_finished(seen.current_pods)
+
+
 def decide(facts: RunFacts, seen: Observed, draft: StatusDraft, decision: Decision) -> Verdict | None:
     """A failed replica, failed Job or deleted Job of this attempt: a gang restart while retryable, else Failed."""
     # A Job whose replicas a suspension stopped failed on purpose (policies/stop.py replaces it).
@@ -125,8 +137,19 @@ def decide(facts: RunFacts, seen: Observed, draft: StatusDraft, decision: Decisi
     # Pods are watched directly: acting on a failed pod does not wait for the Job controller's own sync.
     failed_pods = [p for p in seen.current_pods if (p.phase == "Failed" and not p.deleting) or p.disruption]
     deleted = deleted_roles(facts, seen, draft)
+    replaced = replaced_replica(seen, draft)
     if failed_jobs or failed_pods:
         failure, exit_code, reason = failure_of(seen.current_pods, failed_jobs or seen.current_jobs)
+    elif replaced is not None:
+        failure = FailureInfo(
+            role=replaced.role,
+            index=replaced.index,
+            pod=replaced.name,
+            reason=REASON_DISRUPTED,
+            message=f"replica {replaced.role}-{replaced.index} was removed while the run was running and its "
+            f"replacement {replaced.name} only started after a peer had finished: a partial gang cannot train",
+        )
+        exit_code, reason = None, REASON_DISRUPTED
     elif deleted:
         failure = FailureInfo(
             role=deleted[0],

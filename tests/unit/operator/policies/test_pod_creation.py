@@ -64,3 +64,19 @@ def test_jobs_missing_pods_are_looked_at_once_old_enough() -> None:
     assert pod_creation.awaiting_pods(FACTS, [old], [], NOW) == [old]
     assert pod_creation.check_at(FACTS, [old], [], NOW) == NOW + timedelta(seconds=10)
     assert pod_creation.awaiting_pods(FACTS, [replace(old, suspended=True)], [], NOW) == []
+
+
+def test_a_replica_recreated_after_a_peer_finished_in_a_running_gang_restarts_it() -> None:
+    """Chaos found it: a pod deleted mid-run whose peer then finished looked like a quota's late pod (Failed, FailedCreate).
+    A gang recorded as Running had all its replicas at once, so the late pod replaces a removed one: a disruption."""
+    from runyard_operator.policies import lifecycle as lc
+
+    done = pod(0, "Succeeded", termination=Termination("trainer", 0, "Completed", "", "2026-11-26T11:59:00Z"))
+    replacement = pod(1, created="2026-11-26T11:59:30Z")
+    previous = {"phase": "Running", "restarts": 0, "observedGeneration": 1, "startTime": "2026-11-26T11:58:00Z"}
+    decision = lc.decide(FACTS, previous, [job()], [done, replacement], NOW)
+    assert decision.status["phase"] == "Restarting" and decision.status["restarts"] == 1, decision.status
+    assert decision.status["failure"]["reason"] == "Disrupted" and decision.delete_jobs == ["r-node"]
+    # A gang that never ran together (a pods quota) still fails at once, as before.
+    never = lc.decide(FACTS, {"phase": "Starting", "restarts": 0}, [job()], [done, replacement], NOW)
+    assert never.status["phase"] == "Failed" and never.status["failure"]["reason"] == "FailedCreate"
