@@ -7,7 +7,9 @@ import base64
 import json
 import ssl
 import tempfile
-from collections.abc import AsyncIterator
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +97,58 @@ class BenchKube:
                     if event["type"] == "BOOKMARK":
                         continue
                     yield event
+
+
+class WatchWaiter:
+    """Watch loops that hand each event to a handler, and waits on conditions they make true (the bench's observers)."""
+
+    def __init__(self, kube: BenchKube) -> None:
+        self.kube = kube
+        self.waiters: list[tuple[Callable[[], bool], asyncio.Event]] = []
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def watch(self, path: str, params: dict[str, str], handle: Callable[[dict[str, Any], float], None]) -> None:
+        self.tasks.append(asyncio.create_task(self._loop(path, params, handle)))
+
+    async def stop(self) -> None:
+        for t in self.tasks:
+            t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    async def _loop(self, path: str, params: dict[str, str], handle: Callable[[dict[str, Any], float], None]) -> None:
+        async for event in self.kube.watch(path, params):
+            handle(event, time.perf_counter())
+            for check, ev in self.waiters:
+                if not ev.is_set() and check():
+                    ev.set()
+
+    async def until(self, check: Callable[[], bool], timeout: float) -> None:
+        if check():
+            return
+        ev = asyncio.Event()
+        self.waiters.append((check, ev))
+        try:
+            await asyncio.wait_for(ev.wait(), timeout)
+        finally:
+            self.waiters.remove((check, ev))
+
+
+async def new_namespace(kube: BenchKube, prefix: str) -> str:
+    name = f"bench-{prefix}-{uuid.uuid4().hex[:5]}"
+    await kube.request("POST", "/api/v1/namespaces", {"metadata": {"name": name}})
+    return name
+
+
+async def drop_namespace(kube: BenchKube, ns: str, wait: float = 300) -> bool:
+    """Delete `ns` and wait up to `wait` s for it to be gone; False if it is still terminating."""
+    await kube.request("DELETE", f"/api/v1/namespaces/{ns}")
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        status, _ = await kube.request("GET", f"/api/v1/namespaces/{ns}")
+        if status == 404:
+            return True
+        await asyncio.sleep(1)
+    return False
 
 
 async def gather_limited(coros: list[Any], limit: int) -> list[Any]:

@@ -20,7 +20,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ sys.path.insert(0, str(ROOT / "hack"))
 
 import localcluster  # noqa: E402
 
-from bench.kube import BenchKube, gather_limited  # noqa: E402
+from bench.kube import BenchKube, WatchWaiter, drop_namespace, gather_limited, new_namespace  # noqa: E402
 from bench.run import RESULTS, cpu_ticks, log, machine, parse_apiserver, pct, summarize_profile  # noqa: E402
 
 CACHE = Path(os.environ.get("RUNYARD_CACHE", Path.home() / ".cache" / "runyard"))
@@ -241,34 +240,26 @@ class JobTimes:
     phases: dict[str, float] = field(default_factory=dict)  # first time each phase was seen
 
 
-class Observer:
+class Observer(WatchWaiter):
     """One watch on the side's jobs and one on their pods; records when each job's pods and phases change."""
 
     def __init__(self, kube: BenchKube, side: Side, ns: str, pods_per_job: int = 2) -> None:
-        self.kube, self.side, self.ns, self.pods_per_job = kube, side, ns, pods_per_job
+        super().__init__(kube)
+        self.side, self.ns, self.pods_per_job = side, ns, pods_per_job
         self.jobs: dict[str, JobTimes] = defaultdict(JobTimes)
-        self.waiters: list[tuple[Callable[[], bool], asyncio.Event]] = []
-        self.tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        self.tasks = [
-            asyncio.create_task(self._loop(self.side.plural_path.format(ns=self.ns), {}, self._job)),
-            asyncio.create_task(
-                self._loop(f"/api/v1/namespaces/{self.ns}/pods", {"labelSelector": self.side.job_label}, self._pod)
-            ),
-        ]
+        self.watch(self.side.plural_path.format(ns=self.ns), {}, self._job)
+        self.watch(f"/api/v1/namespaces/{self.ns}/pods", {"labelSelector": self.side.job_label}, self._pod)
 
-    async def stop(self) -> None:
-        for t in self.tasks:
-            t.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-
-    def _job(self, obj: dict[str, Any], now: float) -> None:
+    def _job(self, event: dict[str, Any], now: float) -> None:
+        obj = event["object"]
         phase = self.side.phase(obj)
         if phase:
             self.jobs[obj["metadata"]["name"]].phases.setdefault(phase, now)
 
-    def _pod(self, obj: dict[str, Any], now: float) -> None:
+    def _pod(self, event: dict[str, Any], now: float) -> None:
+        obj = event["object"]
         job = (obj["metadata"].get("labels") or {}).get(self.side.job_label)
         if not job:
             return
@@ -295,23 +286,6 @@ class Observer:
     def done(self, job: str) -> float | None:
         phases = self.jobs[job].phases
         return phases.get("Succeeded") or phases.get("Failed")
-
-    async def _loop(self, path: str, params: dict[str, str], handle: Callable[[dict[str, Any], float], None]) -> None:
-        async for event in self.kube.watch(path, params):
-            handle(event["object"], _now())
-            for check, ev in self.waiters:
-                if not ev.is_set() and check():
-                    ev.set()
-
-    async def until(self, check: Callable[[], bool], timeout: float) -> None:
-        if check():
-            return
-        ev = asyncio.Event()
-        self.waiters.append((check, ev))
-        try:
-            await asyncio.wait_for(ev.wait(), timeout)
-        finally:
-            self.waiters.remove((check, ev))
 
 
 # --- audit log ----------------------------------------------------------------------------------------
@@ -401,20 +375,6 @@ class PeerBench:
             time.sleep(0.2)
         raise SystemExit("the training-operator wrote no webhook certificates within 60s")
 
-    async def namespace(self, kube: BenchKube, prefix: str) -> str:
-        name = f"bench-{prefix}-{uuid.uuid4().hex[:5]}"
-        await kube.request("POST", "/api/v1/namespaces", {"metadata": {"name": name}})
-        return name
-
-    async def drop_namespace(self, kube: BenchKube, ns: str, wait: float = 600) -> None:
-        await kube.request("DELETE", f"/api/v1/namespaces/{ns}")
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            status, _ = await kube.request("GET", f"/api/v1/namespaces/{ns}")
-            if status == 404:
-                return
-            await asyncio.sleep(1)
-
     def apiserver_ticks(self) -> int:
         info = localcluster.load_info(self.paths) or {}
         return cpu_ticks(int(info["pids"]["kube-apiserver"]))  # type: ignore[index]
@@ -424,7 +384,7 @@ class PeerBench:
     async def admission(self, kube: BenchKube, side: Side) -> dict[str, Any]:
         """Create N CRs at 64 in flight with no operator running: the apiserver's admission and storage alone."""
         n = self.sizes["admission"]
-        ns = await self.namespace(kube, f"adm-{side.name}")
+        ns = await new_namespace(kube, f"adm-{side.name}")
         path = side.plural_path.format(ns=ns)
         # A pass that is not counted: the first requests of a kind pay for the API server's cold caches (its CEL
         # programs, the CRD's handlers, etcd's first pages), which would land on whichever side goes first.
@@ -436,7 +396,7 @@ class PeerBench:
         )
         seconds = _now() - t0
         bad = Counter(c for c, _ in codes if c != 201)
-        await self.drop_namespace(kube, ns)
+        await drop_namespace(kube, ns)
         ticks = os.sysconf("SC_CLK_TCK")
         return {
             "objects": n,
@@ -448,7 +408,7 @@ class PeerBench:
 
     async def idle(self, kube: BenchKube, side: Side) -> dict[str, Any]:
         """One job at a time: create -> both pods Running, create -> the job's status says Running."""
-        ns = await self.namespace(kube, f"idle-{side.name}")
+        ns = await new_namespace(kube, f"idle-{side.name}")
         obs = Observer(kube, side, ns)
         obs.start()
         await asyncio.sleep(0.5)
@@ -463,12 +423,12 @@ class PeerBench:
             pods.append(obs.pods_running_at(name) - job.created)  # type: ignore[operator]
             status.append(job.phases["Running"] - job.created)
         await obs.stop()
-        await self.drop_namespace(kube, ns)
+        await drop_namespace(kube, ns)
         return {"create_to_pods_running_s": _stats(pods), "create_to_status_running_s": _stats(status)}
 
     async def burst(self, kube: BenchKube, side: Side) -> dict[str, Any]:
         n = self.sizes["burst"]
-        ns = await self.namespace(kube, f"burst-{side.name}")
+        ns = await new_namespace(kube, f"burst-{side.name}")
         obs = Observer(kube, side, ns)
         obs.start()
         await asyncio.sleep(1)
@@ -570,7 +530,7 @@ class PeerBench:
         log(f"{side.name}: burst of {self.sizes['burst']}")
         out["burst"] = await self.burst(kube, side)
         out["rss_after_burst_mb"] = _rss_mb(side.proc.pid)
-        await self.drop_namespace(kube, self.burst_ns)
+        await drop_namespace(kube, self.burst_ns, 600)
         await asyncio.sleep(15)  # let the operator see the deletions and settle
         out["rss_after_delete_mb"] = _rss_mb(side.proc.pid)
         side.stop()

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "hack"))
 
 import localcluster  # noqa: E402
 
-from bench.kube import BenchKube, gather_limited  # noqa: E402
+from bench.kube import BenchKube, WatchWaiter, drop_namespace, gather_limited, new_namespace  # noqa: E402
 
 TR_PATH = "/apis/runyard.dev/v1alpha1/namespaces/{ns}/trainingruns"
 CHILD_SELECTOR = "app.kubernetes.io/managed-by=runyard-operator"
@@ -91,30 +91,22 @@ def manifest(
     return {"apiVersion": "runyard.dev/v1alpha1", "kind": "TrainingRun", "metadata": {"name": name}, "spec": spec}
 
 
-class Watcher:
+class Watcher(WatchWaiter):
     """Records when each run's Service and Job first appear, pods' and runs' phases, from watch streams."""
 
     def __init__(self, kube: BenchKube, ns: str) -> None:
-        self.kube, self.ns = kube, ns
+        super().__init__(kube)
+        self.ns = ns
         self.children: dict[str, dict[str, float]] = defaultdict(dict)
         self.pod_phase: dict[str, tuple[str, float]] = {}
         self.run_phase: dict[str, tuple[str, float]] = {}
-        self.waiters: list[tuple[Callable[[], bool], asyncio.Event]] = []
-        self.tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
         sel = {"labelSelector": CHILD_SELECTOR}
-        self.tasks = [
-            asyncio.create_task(self._loop(f"/api/v1/namespaces/{self.ns}/services", sel, self._child("svc"))),
-            asyncio.create_task(self._loop(f"/apis/batch/v1/namespaces/{self.ns}/jobs", sel, self._child("job"))),
-            asyncio.create_task(self._loop(f"/api/v1/namespaces/{self.ns}/pods", sel, self._pod)),
-            asyncio.create_task(self._loop(TR_PATH.format(ns=self.ns), {}, self._run)),
-        ]
-
-    async def stop(self) -> None:
-        for t in self.tasks:
-            t.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.watch(f"/api/v1/namespaces/{self.ns}/services", sel, self._child("svc"))
+        self.watch(f"/apis/batch/v1/namespaces/{self.ns}/jobs", sel, self._child("job"))
+        self.watch(f"/api/v1/namespaces/{self.ns}/pods", sel, self._pod)
+        self.watch(TR_PATH.format(ns=self.ns), {}, self._run)
 
     def _child(self, kind: str) -> Callable[[dict[str, Any], float], None]:
         def handle(event: dict[str, Any], now: float) -> None:
@@ -137,23 +129,6 @@ class Watcher:
         name = obj["metadata"]["name"]
         if self.run_phase.get(name, ("",))[0] != phase:
             self.run_phase[name] = (phase, now)
-
-    async def _loop(self, path: str, params: dict[str, str], handle: Callable[[dict[str, Any], float], None]) -> None:
-        async for event in self.kube.watch(path, params):
-            handle(event, time.perf_counter())
-            for check, ev in self.waiters:
-                if not ev.is_set() and check():
-                    ev.set()
-
-    async def until(self, check: Callable[[], bool], timeout: float) -> None:
-        if check():
-            return
-        ev = asyncio.Event()
-        self.waiters.append((check, ev))
-        try:
-            await asyncio.wait_for(ev.wait(), timeout)
-        finally:
-            self.waiters.remove((check, ev))
 
 
 class Bench:
@@ -275,19 +250,10 @@ class Bench:
         return {"rss_mb": round(rss_kb / 1024, 1), "cpu_seconds": round((int(fields[11]) + int(fields[12])) / ticks, 2)}
 
     async def namespace(self, kube: BenchKube, prefix: str) -> str:
-        name = f"bench-{prefix}-{uuid.uuid4().hex[:5]}"
-        await kube.request("POST", "/api/v1/namespaces", {"metadata": {"name": name}})
-        return name
+        return await new_namespace(kube, prefix)
 
     async def drop_namespace(self, kube: BenchKube, ns: str, wait: float = 300) -> None:
-        await kube.request("DELETE", f"/api/v1/namespaces/{ns}")
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            status, _ = await kube.request("GET", f"/api/v1/namespaces/{ns}")
-            if status == 404:
-                return
-            await asyncio.sleep(1)
-        if wait:
+        if not await drop_namespace(kube, ns, wait) and wait:
             log(f"namespace {ns} still terminating after {wait}s")
 
     # --- scenarios -----------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ import logging
 import os
 import secrets
 import ssl
-import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -21,6 +20,7 @@ import aiohttp
 import kopf
 
 from runyard import constants as c
+from runyard.tls import ClientCert, client_context
 from runyard_operator import metrics
 from runyard_operator.timestamps import format_time
 
@@ -143,24 +143,13 @@ class Connection:
 def _ssl_context(info: kopf.ConnectionInfo) -> ssl.SSLContext | bool:
     if not str(info.server).startswith("https"):
         return False
-    if info.insecure:
-        ctx = ssl.create_default_context()
-        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-    else:
-        cadata = base64.b64decode(info.ca_data).decode() if info.ca_data else None
-        ctx = ssl.create_default_context(cafile=info.ca_path, cadata=cadata)
+    cert: ClientCert | None = None
     if info.certificate_path and info.private_key_path:
-        ctx.load_cert_chain(info.certificate_path, info.private_key_path)
+        cert = (os.fsdecode(info.certificate_path), os.fsdecode(info.private_key_path))
     elif info.certificate_data and info.private_key_data:
-        # The ssl module reads a client certificate from files only: a private directory that lives for this call.
-        with tempfile.TemporaryDirectory(prefix="runyard-tls-") as tmp:
-            cert, key = os.path.join(tmp, "tls.crt"), os.path.join(tmp, "tls.key")
-            for path, data in ((cert, info.certificate_data), (key, info.private_key_data)):
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "wb") as f:
-                    f.write(base64.b64decode(data))
-            ctx.load_cert_chain(cert, key)
-    return ctx
+        cert = (base64.b64decode(info.certificate_data), base64.b64decode(info.private_key_data))
+    cadata = base64.b64decode(info.ca_data).decode() if info.ca_data else None
+    return client_context(str(info.ca_path) if info.ca_path else None, cadata, bool(info.insecure), cert)
 
 
 class Kube:

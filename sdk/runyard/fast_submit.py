@@ -15,9 +15,7 @@ import base64
 import http.client
 import json
 import os
-import ssl
 import sys
-import tempfile
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from runyard import constants as c
+from runyard.tls import ClientCert, client_context
 
 API_TIMEOUT_SECONDS = 30.0
 # Any of these in the environment means a proxy the full client knows how to use; this path does not.
@@ -59,7 +58,7 @@ class Target:
     ca_file: str | None
     ca_data: str | None
     insecure: bool
-    cert: tuple[bytes, bytes] | tuple[str, str] | None  # PEM data, or file paths
+    cert: ClientCert | None
     token: str | None
     namespace: str | None
 
@@ -107,15 +106,20 @@ def parse_args(argv: Sequence[str]) -> Args:
     return Args(files, last("--namespace"), Path(kubeconfig) if kubeconfig else None, last("--context"), dry_run)
 
 
+def _yaml_loader() -> type:
+    import yaml
+
+    return getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_documents(files: Sequence[Path]) -> list[dict[str, Any]]:
     """Every YAML document of every file; each must be a TrainingRun with a name."""
     import yaml
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     docs: list[dict[str, Any]] = []
     for path in files:
         try:
-            found = [d for d in yaml.load_all(path.read_bytes(), Loader=loader) if d is not None]
+            found = [d for d in yaml.load_all(path.read_bytes(), Loader=_yaml_loader()) if d is not None]
         except (OSError, yaml.YAMLError) as exc:
             raise HandOverError(str(exc)) from None
         for doc in found:
@@ -166,7 +170,7 @@ def target_of(configs: Sequence[dict[str, Any]], context: str | None) -> Target:
     url = urllib.parse.urlsplit(str(cluster.get("server") or ""))
     if url.scheme != "https" or not url.hostname or url.path.strip("/"):
         raise HandOverError("server")
-    cert: tuple[bytes, bytes] | tuple[str, str] | None = None
+    cert: ClientCert | None = None
     if user.get("client-certificate-data") and user.get("client-key-data"):
         cert = (base64.b64decode(user["client-certificate-data"]), base64.b64decode(user["client-key-data"]))
     elif user.get("client-certificate") and user.get("client-key"):
@@ -187,24 +191,6 @@ def target_of(configs: Sequence[dict[str, Any]], context: str | None) -> Target:
     )
 
 
-def _ssl_context(target: Target) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=target.ca_file, cadata=target.ca_data)
-    if target.insecure:
-        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-    if target.cert and isinstance(target.cert[0], bytes):
-        # The ssl module loads a client certificate from files only: a private directory for the moment it reads them.
-        with tempfile.TemporaryDirectory(prefix="runyard-tls-") as tmp:
-            paths = (os.path.join(tmp, "tls.crt"), os.path.join(tmp, "tls.key"))
-            for path, data in zip(paths, target.cert, strict=True):
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data if isinstance(data, bytes) else data.encode())
-            ctx.load_cert_chain(*paths)
-    elif target.cert:
-        ctx.load_cert_chain(str(target.cert[0]), str(target.cert[1]))
-    return ctx
-
-
 def submit(args: Args) -> int:
     """Dry-run every document, then create them; raises HandOverError (before anything is created) to hand over."""
     from runyard.advice import advisories
@@ -214,16 +200,18 @@ def submit(args: Args) -> int:
     docs = load_documents(args.files)
     import yaml
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     configs = []
     for path in kubeconfig_files(args.kubeconfig):
         try:
-            configs.append(yaml.load(path.read_bytes(), Loader=loader) or {})
+            configs.append(yaml.load(path.read_bytes(), Loader=_yaml_loader()) or {})
         except (OSError, yaml.YAMLError):
             raise HandOverError("kubeconfig") from None
     target = target_of(configs, args.context)
     conn = http.client.HTTPSConnection(
-        target.host, target.port, context=_ssl_context(target), timeout=API_TIMEOUT_SECONDS
+        target.host,
+        target.port,
+        context=client_context(target.ca_file, target.ca_data, target.insecure, target.cert),
+        timeout=API_TIMEOUT_SECONDS,
     )
     headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": "runyard-cli"}
     if target.token:
