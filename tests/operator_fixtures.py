@@ -208,6 +208,18 @@ class Runs:
             ).items
         )
 
+    def wait_events(self, name: str, reason: str | None = None, contains: str = "", timeout: float = 30) -> list[Any]:
+        """The run's Events once one matches: the operator posts a change's Events after the status write a test waits
+        for, so reading them right after a phase is seen races that post."""
+
+        def matching() -> list[Any]:
+            found = self.events(name)
+            if any((reason is None or e.reason == reason) and contains in (e.message or "") for e in found):
+                return found
+            return []
+
+        return wait_until(matching, timeout=timeout, what=f"an event {reason or ''} {contains!r} for {name}")  # type: ignore[no-any-return]
+
 
 @pytest.fixture
 def runs(api: Any, namespace: str, operator: OperatorProcess) -> Runs:

@@ -186,8 +186,12 @@ def test_logs_are_archived_per_attempt_and_read_back_after_the_pods_are_gone(
     logs = status["artifacts"]["logs"]
     assert logs["uri"] == f"s3://{bucket}/team/logged/logs" and logs["attempts"] == [0, 1], logs
     assert logs["message"].startswith("attempt 1: node-0: not read: "), logs
-    reasons = [e.reason for e in runs.events("logged")]
-    assert reasons.count("LogArchiveIncomplete") >= 2, reasons  # one per archived attempt
+    # One per archived attempt.
+    wait_until(
+        lambda: [e.reason for e in runs.events("logged")].count("LogArchiveIncomplete") >= 2,
+        timeout=30,
+        what="a LogArchiveIncomplete event per attempt",
+    )
     for attempt in (0, 1):
         index = s3.get_json(server.client(), bucket, f"team/logged/logs/attempt-{attempt}/index.json")
         assert index is not None and [r["rank"] for r in index["ranks"]] == ["node-0", "node-1"], index

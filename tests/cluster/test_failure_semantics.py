@@ -44,7 +44,7 @@ def test_evicted_pod_restarts_the_gang_as_evicted(runs: Runs) -> None:
     assert status["failure"]["reason"] in ("Evicted", "Disrupted"), status
     assert status["failure"]["category"] == "Evicted", status
     assert "avoidNodes" not in status, status  # a drain is not the node's fault (and cordons it anyway)
-    assert any(e.reason == "Restarting" for e in runs.events("drained"))
+    runs.wait_events("drained", "Restarting")
 
 
 def test_user_code_failure_is_triaged_and_not_retried(runs: Runs) -> None:
@@ -105,7 +105,7 @@ def test_hand_deleted_job_is_a_counted_restart_with_an_event(runs: Runs) -> None
     status = wait_until(lambda: (s := runs.status("jobgone")).get("restarts") == 1 and s, timeout=60, what="a restart")
     assert status["failure"]["reason"] == "JobDeleted", status
     assert status["failure"]["category"] == "Infrastructure", status
-    assert any(e.reason == "Restarting" and "JobDeleted" in e.message for e in runs.events("jobgone"))
+    runs.wait_events("jobgone", "Restarting", "JobDeleted")
 
 
 def test_node_not_ready_evicts_and_restarts_as_node_lost(runs: Runs, api: Any) -> None:

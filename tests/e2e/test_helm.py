@@ -91,9 +91,9 @@ def assert_done_by(
     race ours for every run, and a run it handled proves nothing about the chart's permissions: that fails the test,
     naming the other operator, instead of passing (or skipping) on someone else's work.
     """
+    # The operator posts a change's Events after the status write that a test waits on: wait for them too.
+    events = wait_until(lambda: runs.events(name), timeout=30, what=f"events for {name}")
     assert forbidden_requests(operator, allow) == []
-    events = runs.events(name)
-    assert events, f"no events for {name}"
     instances = {e.reporting_instance for e in events}
     assert instance in instances, (
         f"{name} was handled by operator(s) {sorted(instances)}, not the chart's ({instance}): stop the other operator "

@@ -66,7 +66,7 @@ def test_operator_pod_reconciles_a_real_run_and_helm_test_passes(
     apply(cluster, manifest)
     status = wait_finished(runs, "generic", timeout=240)
     assert status["phase"] == "Succeeded", f"{status}\n{pod_diagnostics(runs, 'generic')}"
-    reporters = {e.reporting_instance for e in runs.events("generic")}
+    reporters = {e.reporting_instance for e in runs.wait_events("generic")}
     assert pod["metadata"]["name"] in reporters, reporters
 
     tested = release.helm("test", release.name, "--timeout=120s", check=False)

@@ -151,7 +151,7 @@ def test_preempted_run_saves_a_checkpoint_waits_suspended_and_resumes_from_it(
     last = EPOCHS * STEPS_PER_EPOCH
     # The last upload (the sidecars' final pass) may follow the end by seconds: the operator summarises again then.
     wait_until(lambda: rruns.status("long")["lastCheckpoint"]["step"] == last, timeout=90, what=f"step {last} stored")
-    assert any(e.reason == "Suspended" and "preempted" in (e.message or "") for e in rruns.events("long"))
+    rruns.wait_events("long", "Suspended", "preempted")
 
     # One attempt: what ran until the preemption (archived), then what resumed from its checkpoint.
     logs = runyard_cli(cluster, "logs", "long", "-n", ns, env=s3_real.env()).stdout
