@@ -95,9 +95,11 @@ _COALESCIBLE = frozenset(
     }
 )
 _COALESCIBLE_PHASES = frozenset({lc.PENDING, lc.STARTING, lc.RUNNING, lc.QUEUED, lc.SUSPENDED})
-# How many coalescing windows quiet progress (Decision.quiet) waits before it is written, by default 60 s on the way
-# in (a run reads Pending until then, the CRD's default) and 10 s for counts moving while it runs.
-QUIET_START_HOLD_FACTOR = 60
+# How many coalescing windows quiet progress (Decision.quiet) waits before it is written, by default 5 min on the way
+# in (a run reads Pending until then, the CRD's default) and 10 s for counts moving while it runs. The start's hold
+# outlasts a scheduler backlog: in the 2,000-run burst (bench/peer.py) runs waited up to about 220 s for their pods,
+# and a 60 s hold cost one or two writes per run that said only "still starting" (3.0 writes per run, not 2).
+QUIET_START_HOLD_FACTOR = 300
 QUIET_RUNNING_HOLD_FACTOR = 10
 
 
@@ -106,6 +108,11 @@ def _rv(body: Mapping[str, Any]) -> int:
         return int(body.get("metadata", {}).get("resourceVersion") or 0)
     except ValueError:
         return 0
+
+
+def _written_on_the_way_in(previous: Mapping[str, Any]) -> bool:
+    """The operator already recorded this run as Pending or Starting (the CRD's default Pending has no generation)."""
+    return previous.get("phase") in (lc.PENDING, lc.STARTING) and previous.get("observedGeneration") is not None
 
 
 def _compact(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -529,7 +536,9 @@ class Controller:
                 status |= await plugin.finished(run, status)
 
         delay = self._coalesce_delay(key, previous, status, decision, urgent=contribution is not None)
-        if delay > 0:
+        if delay is None:
+            pass  # not news: written with the next change that is
+        elif delay > 0:
             # An in-progress change (Pending/Starting/Running, counts) waits briefly so quick successions of
             # them cost one status write; terminal phases, restarts and plugin fields are written at once.
             self.queue.add_at(key, time.monotonic() + delay)
@@ -794,7 +803,8 @@ class Controller:
         status: Mapping[str, Any],
         decision: lc.Decision,
         urgent: bool = False,
-    ) -> float:
+    ) -> float | None:
+        """Seconds to hold this status before writing it (0: now), or None when it is not worth a write of its own."""
         if self.coalesce_seconds <= 0 or urgent:
             return 0.0
         patch = status_patch(previous, status)
@@ -813,6 +823,8 @@ class Controller:
         # if it lasts: a run that starts within the hold costs one write for Running and one for its end. A Pending
         # with a reason (unschedulable, an image that cannot be pulled) is news sooner.
         if decision.quiet:
+            if phase != lc.RUNNING and _written_on_the_way_in(previous):
+                return None  # one "still starting" per start: the next news is Running, a reason or the end
             factor = QUIET_RUNNING_HOLD_FACTOR if phase == lc.RUNNING else QUIET_START_HOLD_FACTOR
             hold = self.coalesce_seconds * factor
         elif phase in (lc.PENDING, lc.STARTING):
