@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import ssl
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -15,6 +13,8 @@ from typing import Any
 
 import aiohttp
 import yaml
+
+from runyard.tls import client_context
 
 
 class BenchKube:
@@ -27,13 +27,10 @@ class BenchKube:
         cluster = next(c["cluster"] for c in config["clusters"] if c["name"] == context["cluster"])
         user = next(u["user"] for u in config["users"] if u["name"] == context["user"])
         self.server = cluster["server"].rstrip("/")
-        self._tmp = tempfile.TemporaryDirectory(prefix="bench-kube-")
-        tmp = Path(self._tmp.name)
-        (tmp / "ca.crt").write_bytes(base64.b64decode(cluster["certificate-authority-data"]))
-        (tmp / "tls.crt").write_bytes(base64.b64decode(user["client-certificate-data"]))
-        (tmp / "tls.key").write_bytes(base64.b64decode(user["client-key-data"]))
-        self._ssl = ssl.create_default_context(cafile=str(tmp / "ca.crt"))
-        self._ssl.load_cert_chain(str(tmp / "tls.crt"), str(tmp / "tls.key"))
+        self._ssl = client_context(
+            cadata=base64.b64decode(cluster["certificate-authority-data"]).decode(),
+            cert=(base64.b64decode(user["client-certificate-data"]), base64.b64decode(user["client-key-data"])),
+        )
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None
 
@@ -47,7 +44,6 @@ class BenchKube:
     async def __aexit__(self, *exc: object) -> None:
         if self._session:
             await self._session.close()
-        self._tmp.cleanup()
 
     @property
     def session(self) -> aiohttp.ClientSession:

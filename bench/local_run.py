@@ -38,8 +38,11 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-TRACKED = "runyard run --local (MLflow)"
+BASE = "torchrun --nproc-per-node N (baseline)"
+LAYOUT = "torchrun, one agent per node replica (the run's layout)"
 HAND = "torchrun + MLflow by hand (the floor)"
+UNTRACKED = "runyard run --local --no-tracking"
+TRACKED = "runyard run --local (MLflow)"
 
 
 def _free_port() -> int:
@@ -101,14 +104,10 @@ def cases(spec: dict[str, Any], example: Path) -> dict[str, Any]:
         f"{' '.join(torchrun)} --nproc-per-node={nodes * per_node} {' '.join(script_argv)}"
     )
     return {
-        f"torchrun --nproc-per-node {nodes * per_node} (baseline)": [
-            *torchrun,
-            f"--nproc-per-node={nodes * per_node}",
-            *script_argv,
-        ],
-        f"torchrun x{nodes} agents (the run's layout)": layout,
+        BASE: [*torchrun, f"--nproc-per-node={nodes * per_node}", *script_argv],
+        LAYOUT: layout,
         HAND: ["bash", "-c", by_hand],
-        "runyard run --local --no-tracking": [*runyard, "--no-tracking"],
+        UNTRACKED: [*runyard, "--no-tracking"],
         TRACKED: runyard,
     }
 
@@ -135,7 +134,7 @@ def main() -> None:
             for label, argv in cases(spec, example).items():
                 wall, cpu = _timed(argv, cwd, env)
                 shutil.rmtree(cwd / "artifacts", ignore_errors=True)
-                print(f"round {round_}: {label:<46} wall {wall:6.2f} s  cpu {cpu:6.2f} s", flush=True)
+                print(f"round {round_}: {label:<56} wall {wall:6.2f} s  cpu {cpu:6.2f} s", flush=True)
                 if round_ == 0:
                     if label == TRACKED:
                         first_store = (wall, cpu)
@@ -144,9 +143,8 @@ def main() -> None:
                 got["wall"].append(wall)
                 got["cpu"].append(cpu)
     medians = {k: {m: statistics.median(v) for m, v in s.items()} for k, s in samples.items()}
-    labels = list(medians)
-    base, layout, hand, untracked, tracked = (medians[k] for k in labels)
-    rows = [(k, medians[k]["wall"], medians[k]["cpu"]) for k in labels]
+    base, layout, hand, untracked, tracked = (medians[k] for k in (BASE, LAYOUT, HAND, UNTRACKED, TRACKED))
+    rows = [(k, m["wall"], m["cpu"]) for k, m in medians.items()]
     derived = {
         "tracking overhead (tracked - untracked)": {m: tracked[m] - untracked[m] for m in ("wall", "cpu")},
         "launcher overhead (untracked - torchrun in the run's layout)": {

@@ -218,7 +218,10 @@ class Runs:
                 return found
             return []
 
-        return wait_until(matching, timeout=timeout, what=f"an event {reason or ''} {contains!r} for {name}")  # type: ignore[no-any-return]
+        events: list[Any] = wait_until(
+            matching, timeout=timeout, what=f"an event {reason or ''} {contains!r} for {name}"
+        )
+        return events
 
 
 @pytest.fixture

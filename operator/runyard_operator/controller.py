@@ -110,11 +110,6 @@ def _rv(body: Mapping[str, Any]) -> int:
         return 0
 
 
-def _written_on_the_way_in(previous: Mapping[str, Any]) -> bool:
-    """The operator already recorded this run as Pending or Starting (the CRD's default Pending has no generation)."""
-    return previous.get("phase") in (lc.PENDING, lc.STARTING) and previous.get("observedGeneration") is not None
-
-
 def _compact(body: Mapping[str, Any]) -> dict[str, Any]:
     """Drop managedFields (often the largest part of an object) before caching."""
     out = dict(body)
@@ -822,12 +817,14 @@ class Controller:
         # Progress on the way in (replicas being created or started, counts moving while Running) is written only
         # if it lasts: a run that starts within the hold costs one write for Running and one for its end. A Pending
         # with a reason (unschedulable, an image that cannot be pulled) is news sooner.
-        if decision.quiet:
-            if phase != lc.RUNNING and _written_on_the_way_in(previous):
-                return None  # one "still starting" per start: the next news is Running, a reason or the end
+        recorded = lc.recorded_on_the_way_in(previous) if phase != lc.RUNNING else None
+        if decision.quiet and lc.progress_only(recorded):
+            return None  # one "still starting" per start: the next news is Running, a reason or the end
+        if decision.quiet and recorded is None:
             factor = QUIET_RUNNING_HOLD_FACTOR if phase == lc.RUNNING else QUIET_START_HOLD_FACTOR
             hold = self.coalesce_seconds * factor
         elif phase in (lc.PENDING, lc.STARTING):
+            # Includes progress that replaces a recorded reason (no longer unschedulable): the old message is wrong.
             hold = self.coalesce_seconds * 3
         else:
             hold = self.coalesce_seconds

@@ -33,8 +33,7 @@ def test_pytorch_two_nodes_succeeds(runs: Runs, cluster: Cluster) -> None:
     assert jobs[0].spec.completion_mode == "Indexed" and jobs[0].spec.completions == 2
     owner = jobs[0].metadata.owner_references[0]
     assert (owner.kind, owner.name, owner.controller) == ("TrainingRun", "torch", True)
-    reasons = [e.reason for e in runs.wait_events("torch", "Succeeded")]
-    assert "Succeeded" in reasons
+    runs.wait_events("torch", "Succeeded")
 
 
 def test_tensorflow_chief_workers_ps_succeeds(runs: Runs) -> None:
@@ -74,8 +73,7 @@ def test_one_failure_restarts_the_whole_gang(runs: Runs) -> None:
     assert status["phase"] == "Succeeded", status
     assert status["restarts"] == 1
     assert status["failure"]["exitCode"] == 137
-    reasons = [e.reason for e in runs.wait_events("flaky", "Restarting")]
-    assert "Restarting" in reasons
+    runs.wait_events("flaky", "Restarting")
 
 
 def test_fails_after_backoff_limit_with_pod_and_exit_code(runs: Runs) -> None:

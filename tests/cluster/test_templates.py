@@ -95,7 +95,7 @@ def test_namespaced_template_fills_the_run_and_its_locks_refuse_naming_the_field
     assert "spec.image: docker.io/library/python:3.11 is not allowed by TrainingRunTemplate team" in status["message"]
     assert status["failure"]["category"] == "Config"
     warnings = [e for e in runs.wait_events("foreign", "TemplateLocked") if e.reason == "TemplateLocked"]
-    assert warnings and warnings[0].type == "Warning"
+    assert warnings[0].type == "Warning"
 
     runs.create(training_run("typo", templateRef={"name": "no-such-template"}))
     status = _failed_with(runs, "typo", "TemplateNotFound")

@@ -9,6 +9,7 @@ from typing import Any
 from runyard_operator.timestamps import format_time
 
 # Typed conditions, each True in exactly the phases listed; kstatus reads Reconciling/Stalled and observedGeneration.
+RECONCILING = "Reconciling"
 _TRUE_IN: dict[str, frozenset[str]] = {
     "Running": frozenset({"Running"}),
     "Suspended": frozenset({"Suspended"}),
@@ -17,7 +18,7 @@ _TRUE_IN: dict[str, frozenset[str]] = {
     "Succeeded": frozenset({"Succeeded"}),
     "Failed": frozenset({"Failed"}),
     # In progress: kstatus reports InProgress while Reconciling is True.
-    "Reconciling": frozenset({"Pending", "Queued", "Starting", "Restarting"}),
+    RECONCILING: frozenset({"Pending", "Queued", "Starting", "Restarting"}),
     # A failed run will not progress without a change to it: kstatus reports Failed.
     "Stalled": frozenset({"Failed"}),
     "Ready": frozenset({"Running", "Succeeded"}),

@@ -100,6 +100,8 @@ __all__ = [
     "decide",
     "fmt_time",
     "parse_time",
+    "progress_only",
+    "recorded_on_the_way_in",
 ]
 
 # Phases on the way in are visible in status and conditions only: an Event each would double a burst's writes
@@ -107,6 +109,24 @@ __all__ = [
 _QUIET_PHASES = frozenset({PENDING, QUEUED, STARTING})
 # Reasons of a Pending or Starting run that is merely on its way (not unschedulable, not stuck on an image).
 _PROGRESS_REASONS = frozenset({"Creating", "Starting"})
+
+
+def recorded_on_the_way_in(previous: Mapping[str, Any]) -> str | None:
+    """The reason of the Pending or Starting the operator recorded (its Reconciling condition), None if it recorded none.
+
+    The CRD's default Pending carries no observedGeneration and no conditions: not recorded.
+    """
+    if previous.get("phase") not in (PENDING, STARTING) or previous.get("observedGeneration") is None:
+        return None
+    for condition in previous.get("conditions") or []:
+        if condition.get("type") == cond.RECONCILING and condition.get("status") == "True":
+            return str(condition.get("reason") or "")
+    return ""
+
+
+def progress_only(reason: str | None) -> bool:
+    """A reason that says only that replicas are on their way (Creating, Starting)."""
+    return reason in _PROGRESS_REASONS
 
 
 def decide(

@@ -625,17 +625,22 @@ def test_a_pending_run_with_a_reason_is_reported_sooner_than_one_on_its_way() ->
         )
         assert on_its_way is not None and with_reason is not None
         assert 30 * 299 < on_its_way <= 30 * 300 and 30 * 2 < with_reason <= 30 * 3
+
         # Once "still starting" was written, more of it is not news; a reason still is.
-        recorded = {"phase": "Pending", "message": "m", "observedGeneration": 1}
-        again = h.controller._coalesce_delay(
-            (NS, "slow"),
-            recorded,
-            {"phase": "Starting", "message": "n", "observedGeneration": 1},
-            lc.Decision(quiet=True),
-        )
+        def recorded(reason: str) -> dict[str, Any]:
+            conditions = [{"type": "Reconciling", "status": "True", "reason": reason}]
+            return {"phase": "Pending", "message": "m", "observedGeneration": 1, "conditions": conditions}
+
+        starting = {"phase": "Starting", "message": "n", "observedGeneration": 1}
+        again = h.controller._coalesce_delay((NS, "slow"), recorded("Creating"), starting, lc.Decision(quiet=True))
         reason = h.controller._coalesce_delay(
-            (NS, "slow"), recorded, {"phase": "Pending", "message": "n", "observedGeneration": 1}, lc.Decision()
+            (NS, "slow"), recorded("Creating"), {**starting, "phase": "Pending"}, lc.Decision()
         )
         assert again is None and reason is not None and reason <= 30 * 3
+        # Progress that replaces a recorded reason (no longer unschedulable) corrects a wrong message: as soon.
+        cleared = h.controller._coalesce_delay(
+            (NS, "slow"), recorded("Unschedulable"), starting, lc.Decision(quiet=True)
+        )
+        assert cleared is not None and cleared <= 30 * 3
 
     run(scenario)
