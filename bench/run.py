@@ -12,6 +12,7 @@ import os
 import platform
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -32,6 +33,7 @@ from bench.kube import BenchKube, WatchWaiter, drop_namespace, gather_limited, n
 TR_PATH = "/apis/runyard.dev/v1alpha1/namespaces/{ns}/trainingruns"
 CHILD_SELECTOR = "app.kubernetes.io/managed-by=runyard-operator"
 RESULTS = ROOT / "bench" / "results"
+CENSUS = RESULTS / "census"
 
 FULL = {
     "idle": 200,
@@ -192,11 +194,13 @@ class Bench:
             sock.bind(("127.0.0.1", 0))
             self.metrics_port = int(sock.getsockname()[1])
         exe = ROOT / ".venv" / "bin" / "runyard-operator"
+        # --census: the same operator under bench/heap_census.py, which answers SIGUSR1 with a census of its heap
+        cmd = [sys.executable, str(ROOT / "bench" / "heap_census.py")] if self.args.census else [str(exe)]
         log_file = open(RESULTS / "operator.log", "ab")  # noqa: SIM115
-        env = {**os.environ, "KUBECONFIG": str(self.paths.kubeconfig)}
+        env = {**os.environ, "KUBECONFIG": str(self.paths.kubeconfig), "RUNYARD_CENSUS_DIR": str(CENSUS)}
         self.operator = subprocess.Popen(
             [
-                str(exe),
+                *cmd,
                 "run",
                 "--log-format",
                 "plain",
@@ -236,6 +240,24 @@ class Bench:
             except subprocess.TimeoutExpired:
                 self.operator.kill()
                 self.operator.wait(timeout=10)
+
+    def census(self) -> list[str]:
+        """The operator's heap census (--census): RSS by mapping and pymalloc's arenas against its live blocks."""
+        if not self.args.census:
+            return []
+        assert self.operator
+        CENSUS.mkdir(parents=True, exist_ok=True)
+        before = set(CENSUS.glob(f"census-{self.operator.pid}-*.txt"))
+        os.kill(self.operator.pid, signal.SIGUSR1)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            new = set(CENSUS.glob(f"census-{self.operator.pid}-*.txt")) - before
+            if new:
+                text = new.pop().read_text()
+                log("census: " + text.split("\ngc-tracked")[0].replace("\n", "; "))
+                return text.splitlines()[:4]
+            time.sleep(0.2)
+        return ["no census within 120 s"]
 
     def proc_usage(self) -> dict[str, float]:
         assert self.operator
@@ -497,6 +519,8 @@ class Bench:
         watcher.start()
         await asyncio.sleep(0.5)
         out: dict[str, Any] = {"idle": self.proc_usage()}
+        if census := self.census():
+            out["idle"]["census"] = census
         made = 0
         for target in self.sizes["footprint"]:
             t0 = time.perf_counter()
@@ -522,6 +546,8 @@ class Bench:
             settle = time.perf_counter() - t0
             await asyncio.sleep(5)
             out[str(target)] = {**self.proc_usage(), "seconds_to_settle": round(settle, 1)}
+            if census := self.census():
+                out[str(target)]["census"] = census
             log(f"footprint at {target} runs: {out[str(target)]}")
         await watcher.stop()
         # Then every run goes (the operator removes each one's finalizer): what stays after the largest count is gone
@@ -530,6 +556,8 @@ class Bench:
         gone = await drop_namespace(kube, ns, wait=1800)
         await asyncio.sleep(15)  # the operator trims its heap once its queue drains
         out["gone"] = {**self.proc_usage(), "seconds_to_delete": round(time.perf_counter() - t0, 1), "deleted": gone}
+        if census := self.census():
+            out["gone"]["census"] = census
         log(f"footprint after the {made} runs are gone: {out['gone']}")
         return out
 
@@ -835,6 +863,11 @@ def main() -> int:
     parser.add_argument("--nodes", type=int, default=int(os.environ.get("NODES", "100")))
     parser.add_argument("--only", nargs="*", choices=["idle", "burst", "freshness", "cost", "footprint", "submit"])
     parser.add_argument("--profile", action="store_true", help="py-spy record the operator during each scenario")
+    parser.add_argument(
+        "--census",
+        action="store_true",
+        help="run the operator under bench/heap_census.py; census at each footprint step",
+    )
     parser.add_argument("--burst", type=int, help="override the number of runs in the burst scenario")
     parser.add_argument("--ceiling-concurrency", type=int, nargs="*", default=[16, 64, 128])
     parser.add_argument(

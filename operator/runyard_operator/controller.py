@@ -75,6 +75,8 @@ class RunCache:
     pods: dict[str, dict[str, PodView]] = field(default_factory=dict)
     pod_runs: dict[str, str] = field(default_factory=dict)  # pod UID -> run UID (its label), for owned_pod
     created: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
+    # Job UID -> {Event UID: (last time, message)}: the Job controller's FailedCreate Events (a field-selected watch)
+    refused: dict[str, dict[str, tuple[str, str]]] = field(default_factory=dict)
 
 
 # Status fields whose in-progress changes may be coalesced; anything else (restarts, failure, plugin data) is urgent,
@@ -347,6 +349,34 @@ class Controller:
         if key:
             self.queue.add(key)
 
+    def on_refusal_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """A FailedCreate Event of some Job (quota, Pod Security, a missing ServiceAccount): wake the run that owns it.
+
+        Events have no watch cache in the API server, so a list of a namespace's Events reads all of them from etcd;
+        one watch selected by reason costs a filter per Event written instead (bench/RESULTS.md, issue 18).
+        """
+        involved = body.get("involvedObject") or {}
+        job_uid = str(involved.get("uid") or "")
+        event_uid = str((body.get("metadata") or {}).get("uid") or "")
+        if not job_uid or involved.get("kind") != "Job":
+            return
+        seen = self.cache.refused.setdefault(job_uid, {})
+        if event_type == "DELETED":
+            seen.pop(event_uid, None)
+        else:
+            when = str(body.get("lastTimestamp") or body.get("eventTime") or "")
+            seen[event_uid] = (when, str(body.get("message") or "pod creation refused")[:1024])
+        if not seen:
+            self.cache.refused.pop(job_uid, None)
+        # FailedCreate Events are rare (and repeat at the Job controller's back-off): a scan of the Jobs is cheaper
+        # than an index kept for every Job.
+        for run_uid, jobs in self.cache.jobs.items():
+            if any(j.uid == job_uid for j in jobs.values()):
+                key = self.cache.uid_to_key.get(run_uid)
+                if key:
+                    self.queue.add(key)
+                return
+
     def plugin_context(self) -> PluginContext:
         return PluginContext(
             kube=self.kube,
@@ -465,7 +495,7 @@ class Controller:
 
         facts = run_facts(run)
         jobs, pods = self._children(uid, namespace)
-        refusals = await self._refusals(facts, previous, jobs, pods, now)
+        refusals = await self._refusals(facts, previous, jobs, pods, fresh=False)
         # The lifecycle decides with what plugins have just contributed (silent ranks, a GPU fault): the rule that
         # acts on a plugin's fact sees it in the very write that records it, not one write later.
         pending = self.contributions.pending(uid)
@@ -478,7 +508,7 @@ class Controller:
             # A restart or an end is decided from what the API holds now, not from what the watch caches happened
             # to have seen (after an operator restart the Job watch can lead the Pod watch by seconds).
             jobs, pods = await self._read_children(uid, namespace)
-            refusals = await self._refusals(facts, previous, jobs, pods, now)
+            refusals = await self._refusals(facts, previous, jobs, pods, fresh=True)
             decision = lc.decide(facts, known, jobs, pods, now, refusals)
             failed_pod = triage.log_tail_pod(previous.get("failure"), decision.status.get("failure"))
             if failed_pod:
@@ -691,20 +721,32 @@ class Controller:
         return self._children(uid, namespace)
 
     async def _refusals(
-        self, facts: lc.RunFacts, previous: Mapping[str, Any], jobs: list[JobView], pods: list[PodView], now: datetime
+        self, facts: lc.RunFacts, previous: Mapping[str, Any], jobs: list[JobView], pods: list[PodView], fresh: bool
     ) -> dict[str, str]:
-        """Why Jobs of the current attempt could not create their pods (the Job controller's FailedCreate Events)."""
+        """Why Jobs of the current attempt could not create their pods (the Job controller's FailedCreate Events).
+
+        From the watched Events while the run waits; `fresh` reads them from the API instead, for a decision that
+        ends or restarts the run (what a watch happened to deliver is not proof).
+        """
         attempt = int(previous.get("restarts") or 0)
         current = [j for j in jobs if j.attempt == attempt]
-        waiting = lc.awaiting_pods(facts, current, [p for p in pods if p.attempt == attempt], now)
+        waiting = lc.awaiting_pods(facts, current, [p for p in pods if p.attempt == attempt])
         refusals: dict[str, str] = {}
         for job in waiting:
-            events = await self.kube.list_items(
-                "Event", job.namespace, field_selector=f"involvedObject.uid={job.uid},reason=FailedCreate"
-            )
-            if events:
-                latest = max(events, key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
-                refusals[job.role] = str(latest.get("message") or "pod creation refused")[:1024]
+            if fresh:
+                events = await self.kube.list_items(
+                    "Event",
+                    job.namespace,
+                    field_selector=f"involvedObject.uid={job.uid},reason={lc.REASON_FAILED_CREATE}",
+                )
+                seen = [
+                    (str(e.get("lastTimestamp") or e.get("eventTime") or ""), str(e.get("message") or ""))
+                    for e in events
+                ]
+            else:
+                seen = list(self.cache.refused.get(job.uid, {}).values())
+            if seen:
+                refusals[job.role] = (max(seen)[1] or "pod creation refused")[:1024]
         return refusals
 
     async def _admit(self, run: TrainingRun, namespace: str) -> tuple[str, str] | None:

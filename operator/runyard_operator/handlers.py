@@ -10,9 +10,11 @@ import kopf
 
 from runyard import constants as c
 from runyard_operator.controller import Controller, release_memory
+from runyard_operator.policies.model import REASON_FAILED_CREATE
 from runyard_operator.sweeps import SweepController
 
 CHILD_SELECTOR = f"{c.LABEL_MANAGED_BY}={c.MANAGED_BY_VALUE}"
+REFUSAL_SELECTOR = f"reason={REASON_FAILED_CREATE},involvedObject.kind=Job"
 STARTUP_TRIM_SECONDS = 10.0
 
 
@@ -51,6 +53,8 @@ def register(
         # Server-side label selectors: never stream Jobs and Pods that Runyard does not own.
         settings.watching.label_selectors["batch", "jobs"] = CHILD_SELECTOR
         settings.watching.label_selectors["v1", "pods"] = CHILD_SELECTOR
+        # Only the Job controller's refusals to create pods, never the cluster's stream of Events.
+        settings.watching.field_selectors["v1", "events"] = REFUSAL_SELECTOR
         # Paginated initial lists: a restart with 10,000 runs present never holds one giant list response.
         settings.watching.chunk_size = 500
         settings.networking.request_timeout = 60
@@ -101,3 +105,7 @@ def register(
     @kopf.on.event("v1", "pods", labels={c.LABEL_MANAGED_BY: c.MANAGED_BY_VALUE}, registry=registry)
     async def pod_event(event: kopf.RawEvent, **_: Any) -> None:
         controller.on_child_event("Pod", event.get("type"), event["object"])
+
+    @kopf.on.event("v1", "events", registry=registry)
+    async def refusal_event(event: kopf.RawEvent, **_: Any) -> None:
+        controller.on_refusal_event(event.get("type"), event["object"])

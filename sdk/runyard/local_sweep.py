@@ -77,7 +77,7 @@ def run_sweep_local(
     `state_dir`) as children of one parent run named after the sweep. Early stopping is not applied locally.
     """
     from runyard.tracking import mlflow_ops
-    from runyard.tracking.local import default_tracking_uri
+    from runyard.tracking.local import artifact_location, default_tracking_uri
 
     sweep = load_sweep(source)
     spec, name = sweep.spec, sweep.metadata.name or "sweep"
@@ -85,7 +85,8 @@ def run_sweep_local(
     uri = tracking_uri or os.environ.get(c.ENV_MLFLOW_TRACKING_URI) or default_tracking_uri(Path(state_dir))
     client = mlflow_ops.client_for(uri)
     experiment = (spec.trial.tracking.experiment if spec.trial.tracking else None) or name
-    experiment_id = mlflow_ops.ensure_experiment(client, experiment)
+    # The sweep creates the experiment before any trial: its artifact location is where every trial's files go.
+    experiment_id = mlflow_ops.ensure_experiment(client, experiment, artifact_location(Path(state_dir), uri))
     parent = client.create_run(experiment_id, run_name=name, tags={"runyard.sweep": name})
     parent_id = parent.info.run_id
     result = LocalSweepResult(

@@ -155,6 +155,7 @@ ALLOWED = [
     ("create", "secrets", "-n", "default"),
     ("create", "events", "-n", "default"),
     ("list", "events", "-n", "default"),
+    ("watch", "events", "-A"),  # only FailedCreate, by field selector
     ("list", "customresourcedefinitions.apiextensions.k8s.io", "-A"),
     ("watch", "customresourcedefinitions.apiextensions.k8s.io", "-A"),
     # Sweeps create their trials; templates are read when a run is first seen.

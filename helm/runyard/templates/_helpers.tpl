@@ -182,10 +182,11 @@ Each verb is one the operator (runyard_operator/k8s.py, controller.py) or kopf a
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["create"]
-# One Event per phase transition; the Job controller's FailedCreate Events of a run's Jobs (quota, Pod Security...).
+# One Event per phase transition; the Job controller's FailedCreate Events of a run's Jobs (quota, Pod Security...),
+# watched by reason.
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "list"]
+  verbs: ["create", "list", "watch"]
 {{- with .Values.rbac.extraRules }}
 {{ toYaml . }}
 {{- end }}

@@ -58,7 +58,7 @@ from runyard_operator.policies.model import (
     RunFacts,
     Verdict,
 )
-from runyard_operator.policies.pod_creation import POD_CREATION_CHECK_SECONDS, awaiting_pods
+from runyard_operator.policies.pod_creation import awaiting_pods
 from runyard_operator.policies.starting import STUCK_REASONS
 from runyard_operator.timestamps import format_time as fmt_time
 from runyard_operator.timestamps import parse_time
@@ -67,7 +67,6 @@ from runyard_operator.timestamps import parse_time
 __all__ = [
     "FAILED",
     "PENDING",
-    "POD_CREATION_CHECK_SECONDS",
     "QUEUED",
     "REASON_BACKOFF",
     "REASON_DEADLINE",
@@ -196,9 +195,6 @@ def _conclude(
 ) -> None:
     """Record the verdict: wake-ups, the start and end times, clean-up, Events and the lifecycle's conditions."""
     phase, reason, message = verdict
-    if phase in (PENDING, STARTING):
-        # Pod creation may be refused without any change the operator watches (quota, Pod Security): look again.
-        decision.requeue_by(pod_creation.check_at(facts, seen.current_jobs, seen.current_pods, now))
     if phase in (STARTING, RUNNING) and not draft.start_time:
         draft.start_time = now
     if phase not in TERMINAL and phase != RESTARTING:

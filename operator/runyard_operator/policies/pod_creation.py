@@ -14,10 +14,6 @@ from runyard_operator.policies.draft import FailureInfo, Observed, StatusDraft
 from runyard_operator.policies.model import FAILED, PENDING, REASON_FAILED_CREATE, Decision, RunFacts, Verdict
 from runyard_operator.timestamps import format_time, parse_time
 
-# How often a run whose Job has not created all its pods looks for the Job controller's FailedCreate Events (no
-# watch on Events: this polling is bounded to runs in that state, and ends with startTimeoutSeconds).
-POD_CREATION_CHECK_SECONDS = 10.0
-
 
 def decide(
     facts: RunFacts,
@@ -74,33 +70,15 @@ def created_after_a_peer_finished(pods: Sequence[PodView]) -> PodView | None:
     return min(late, key=lambda p: p.created) if late else None
 
 
-def check_at(facts: RunFacts, jobs: Sequence[JobView], pods: Sequence[PodView], now: datetime) -> datetime | None:
-    """When to look at the Events of Jobs that lack pods: once they are old enough, then every check interval."""
-    if awaiting_pods(facts, jobs, pods, now):
-        return now + timedelta(seconds=POD_CREATION_CHECK_SECONDS)
-    young = [
-        created + timedelta(seconds=POD_CREATION_CHECK_SECONDS / 2)
-        for j in jobs
-        if (created := parse_time(j.created)) is not None
-        and not (j.suspended or j.deleting or j.complete)
-        and sum(1 for p in pods if p.owner_uid == j.uid) < facts.replicas.get(j.role, 0)
-    ]
-    return min(young) if young else None
-
-
-def awaiting_pods(facts: RunFacts, jobs: Sequence[JobView], pods: Sequence[PodView], now: datetime) -> list[JobView]:
-    """Jobs of the current attempt whose Events may say why pods are missing: those that have existed a while
-    without creating all their pods, and every Job once a pod was created only after a peer had finished."""
+def awaiting_pods(facts: RunFacts, jobs: Sequence[JobView], pods: Sequence[PodView]) -> list[JobView]:
+    """Jobs of the current attempt whose FailedCreate Events may say why pods are missing: those that have not created
+    all their pods, and every Job once a pod was created only after a peer had finished."""
     if created_after_a_peer_finished(pods) is not None:
         return [j for j in jobs if not j.deleting]
-    out = []
-    for job in jobs:
-        created = parse_time(job.created)
-        if job.suspended or job.deleting or job.failed_condition or job.complete or created is None:
-            continue
-        if now - created < timedelta(seconds=POD_CREATION_CHECK_SECONDS / 2):
-            continue
-        have = sum(1 for p in pods if p.owner_uid == job.uid or (not p.owner_uid and p.role == job.role))
-        if have < facts.replicas.get(job.role, 0):
-            out.append(job)
-    return out
+    return [
+        job
+        for job in jobs
+        if not (job.suspended or job.deleting or job.failed_condition or job.complete)
+        and sum(1 for p in pods if p.owner_uid == job.uid or (not p.owner_uid and p.role == job.role))
+        < facts.replicas.get(job.role, 0)
+    ]

@@ -158,7 +158,7 @@ class TrainingRunSweepStatus(_Status):
 class TrainingRunSweep(BaseModel):
     """A hyperparameter search: trials are full (multi-node) TrainingRuns created within a trial count and a budget."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", defer_build=True)
 
     api_version: Literal["runyard.dev/v1alpha1"] = Field("runyard.dev/v1alpha1", description="API version.")
     kind: Literal["TrainingRunSweep"] = Field("TrainingRunSweep", description="Kind of the object.")

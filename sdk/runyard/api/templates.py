@@ -94,7 +94,7 @@ class TrainingRunTemplateSpec(_Spec):
 
 
 class _Template(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", defer_build=True)
 
     api_version: Literal["runyard.dev/v1alpha1"] = Field("runyard.dev/v1alpha1", description="API version.")
     metadata: ObjectMeta = Field(default_factory=ObjectMeta, description="Standard object metadata.")

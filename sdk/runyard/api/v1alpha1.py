@@ -69,13 +69,14 @@ class _Spec(BaseModel):
         alias_generator=to_camel,
         populate_by_name=True,
         extra="forbid",
+        defer_build=True,
     )
 
 
 class _Status(BaseModel):
     """Base of status models: written by the operator, read leniently."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", defer_build=True)
 
 
 def _known_framework(value: str) -> str:
@@ -166,7 +167,7 @@ class ConditionStatus(StrEnum):
 class ObjectMeta(BaseModel):
     """The subset of Kubernetes ObjectMeta Runyard reads; everything else is kept as is."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow", defer_build=True)
 
     name: str | None = Field(None, description="Name of the run; becomes the prefix of every child object.")
     namespace: str | None = Field(None, description="Namespace of the run and of its children.")
@@ -949,7 +950,7 @@ class TrainingRunStatus(_Status):
 class TrainingRun(BaseModel):
     """A distributed training run: gang-scheduled Indexed Jobs plus the env contract of its framework."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", defer_build=True)
 
     api_version: Literal["runyard.dev/v1alpha1"] = Field(
         "runyard.dev/v1alpha1", description="API version of the object."

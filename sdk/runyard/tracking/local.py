@@ -39,6 +39,12 @@ def _is_local_store(uri: str) -> bool:
     return uri.startswith(("sqlite:", "file:", "/")) or "://" not in uri
 
 
+def artifact_location(state_dir: Path, uri: str) -> str | None:
+    """Where a new experiment in a local store keeps its artifacts: under `state_dir`, never MLflow's default
+    `./mlruns` of whatever directory the command ran in. None for a remote server (it has its own root)."""
+    return (Path(state_dir).resolve() / c.LOCAL_MLFLOW_ARTIFACTS).as_uri() if _is_local_store(uri) else None
+
+
 def run_url(tracking_uri: str, experiment_id: str, run_id: str, ui_url: str | None = None) -> str:
     """A link to the run: `<ui>/#/experiments/<exp>/runs/<run>`, or how to serve a local store and where to look."""
     base = ui_url or (tracking_uri if tracking_uri.startswith(("http://", "https://")) else None)
@@ -130,7 +136,7 @@ def start_local_tracking(
     target: tenv.MLflowTarget | None = None
     if MLflow.name in chosen:
         uri = tracking_uri or os.environ.get(c.ENV_MLFLOW_TRACKING_URI) or default_tracking_uri(state_dir)
-        artifacts = (state_dir / c.LOCAL_MLFLOW_ARTIFACTS).as_uri() if _is_local_store(uri) else None
+        artifacts = artifact_location(state_dir, uri)
         client = mlflow_ops.client_for(uri)
         params = dict(run.spec.tracking.params or {}) if run.spec.tracking else {}
         ref = mlflow_ops.ensure_run(

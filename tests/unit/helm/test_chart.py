@@ -161,7 +161,7 @@ EXPECTED_RULES = {
     ("", "services"): {"create", "get"},
     ("", "configmaps"): {"create", "get"},
     ("", "secrets"): {"create"},
-    ("", "events"): {"create", "list"},
+    ("", "events"): {"create", "list", "watch"},
 }
 
 

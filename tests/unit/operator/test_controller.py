@@ -67,6 +67,8 @@ class Harness:
             self.controller.on_run_event(event, body)
         elif kind in ("Job", "Pod") and body["metadata"].get("labels", {}).get(c.LABEL_MANAGED_BY):
             self.controller.on_child_event(kind, event, body)
+        elif kind == "Event" and body.get("reason") == "FailedCreate":  # the field-selected watch (handlers.py)
+            self.controller.on_refusal_event(event, body)
 
     async def create(self, body: dict[str, Any]) -> dict[str, Any]:
         return self.kube.put(body)
@@ -205,6 +207,34 @@ def test_create_to_running_to_succeeded() -> None:
         before = len(h.kube.calls)
         await h.reconcile("llm")
         assert h.kube.calls[before:] == []
+
+    run(scenario)
+
+
+def test_a_watched_failed_create_event_names_the_refusal_without_listing_events() -> None:
+    async def scenario() -> None:
+        h = Harness()
+        await h.create(training_run("quota"))
+        await h.reconcile("quota")
+        job = h.job("quota-node")
+        h.controller.queue._queued.clear()  # what earlier watch events queued (this harness reconciles by hand)
+        h.kube.put(
+            {
+                "apiVersion": "v1",
+                "kind": "Event",
+                "metadata": {"name": "quota-node.1", "namespace": NS},
+                "involvedObject": {"kind": "Job", "name": "quota-node", "uid": job["metadata"]["uid"]},
+                "reason": "FailedCreate",
+                "message": 'pods "quota-node-0" is forbidden: exceeded quota: pods',
+                "lastTimestamp": ago(0),
+            }
+        )
+        assert (NS, "quota") in h.controller.queue._queued  # the Event wakes the run that owns the Job
+        before = len(h.kube.calls)
+        status = await h.reconcile("quota")
+        assert status["phase"] == "Pending" and "exceeded quota: pods" in status["message"]
+        # Waiting is decided from the watched Event; no list of the namespace's Events (no watch cache behind it).
+        assert not [call for call in h.kube.calls[before:] if call[:2] == ("LIST", "Event")]
 
     run(scenario)
 

@@ -386,10 +386,11 @@ def test_refused_pod_creation_waits_then_fails_and_a_partial_gang_fails_at_once(
     assert partial.delete_jobs == ["r-node"]
 
 
-def test_awaiting_pods_is_checked_again_without_an_event() -> None:
+def test_a_job_missing_pods_is_not_polled() -> None:
+    """The FailedCreate Event that would explain it arrives by watch and wakes the run: no timer per waiting run."""
     created = job(active=0, created=lc.fmt_time(NOW - timedelta(seconds=30)))
     decision = lc.decide(FACTS, {"phase": "Pending"}, [created], [], NOW)
-    assert decision.requeue_at is not None and decision.requeue_at <= NOW + timedelta(seconds=10)
+    assert decision.requeue_at is None
 
 
 def test_running_gang_names_replicas_that_are_not_ready() -> None:

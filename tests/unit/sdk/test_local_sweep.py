@@ -23,6 +23,7 @@ def test_six_trials_two_at_a_time_nested_under_one_parent(tmp_path: Path, monkey
     from mlflow import MlflowClient
 
     monkeypatch.chdir(ROOT)
+    before = set(ROOT.glob("mlruns/*/*"))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     result = run_sweep_local(
         ROOT / "examples" / "sweeps" / "digits-lr.yaml", state_dir=tmp_path / "state", tracking_uri=uri
@@ -47,3 +48,8 @@ def test_six_trials_two_at_a_time_nested_under_one_parent(tmp_path: Path, monkey
     spans = [(r.info.start_time, r.info.end_time) for r in children]
     overlaps = [sum(1 for s, e in spans if s <= t < e) for t, _ in spans]
     assert max(overlaps) == 2
+    # Every trial's files are under the state directory, none in MLflow's default ./mlruns of the working directory
+    # (a sweep that created the experiment without a location once wrote them into the repository).
+    manifests = list((tmp_path / "state" / c.LOCAL_MLFLOW_ARTIFACTS).glob("*/artifacts/manifest.json"))
+    assert len(manifests) == 6, manifests
+    assert set(ROOT.glob("mlruns/*/*")) == before

@@ -1,4 +1,4 @@
-"""Pod creation policy: refused pods wait until startTimeoutSeconds, a partial gang fails at once, checks requeue."""
+"""Pod creation policy: refused pods wait until startTimeoutSeconds, a partial gang fails at once."""
 
 from __future__ import annotations
 
@@ -56,14 +56,13 @@ def test_a_pod_created_after_a_peer_finished_proves_a_sequential_gang() -> None:
     assert verdict is not None and verdict.phase == "Failed" and "after a peer replica had finished" in verdict.message
 
 
-def test_jobs_missing_pods_are_looked_at_once_old_enough() -> None:
+def test_jobs_missing_pods_are_the_ones_whose_refusals_count() -> None:
     young = job(active=0, created=format_time(NOW - timedelta(seconds=2)))
-    old = replace(young, created=format_time(NOW - timedelta(seconds=30)))
-    assert pod_creation.awaiting_pods(FACTS, [young], [], NOW) == []
-    assert pod_creation.check_at(FACTS, [young], [], NOW) == NOW + timedelta(seconds=3)
-    assert pod_creation.awaiting_pods(FACTS, [old], [], NOW) == [old]
-    assert pod_creation.check_at(FACTS, [old], [], NOW) == NOW + timedelta(seconds=10)
-    assert pod_creation.awaiting_pods(FACTS, [replace(old, suspended=True)], [], NOW) == []
+    # No age threshold: the refusals come from a watch, so a Job refused at once is named at once.
+    assert pod_creation.awaiting_pods(FACTS, [young], []) == [young]
+    assert pod_creation.awaiting_pods(FACTS, [replace(young, suspended=True)], []) == []
+    assert pod_creation.awaiting_pods(FACTS, [replace(young, complete=True)], []) == []
+    assert pod_creation.awaiting_pods(FACTS, [young], [pod(0, owner_uid=young.uid), pod(1, owner_uid=young.uid)]) == []
 
 
 def test_a_replica_recreated_after_a_peer_finished_in_a_running_gang_restarts_it() -> None:
