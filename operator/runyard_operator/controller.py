@@ -339,6 +339,10 @@ class Controller:
             children.pop(child_key, None)
             if kind == "Pod":
                 self.cache.pod_runs.pop(child_key, None)
+            else:
+                # A gone Job's refusals explain nothing; and an Event that expired while the watch was being
+                # re-listed never reports its own deletion.
+                self.cache.refused.pop(str(meta.get("uid") or ""), None)
             if not children:
                 store.pop(run_uid, None)
         else:

@@ -235,6 +235,9 @@ def test_a_watched_failed_create_event_names_the_refusal_without_listing_events(
         assert status["phase"] == "Pending" and "exceeded quota: pods" in status["message"]
         # Waiting is decided from the watched Event; no list of the namespace's Events (no watch cache behind it).
         assert not [call for call in h.kube.calls[before:] if call[:2] == ("LIST", "Event")]
+        assert job["metadata"]["uid"] in h.controller.cache.refused
+        h.controller.on_child_event("Job", "DELETED", job)
+        assert job["metadata"]["uid"] not in h.controller.cache.refused  # forgotten with its Job
 
     run(scenario)
 
