@@ -67,7 +67,10 @@ class Harness:
             self.controller.on_run_event(event, body)
         elif kind in ("Job", "Pod") and body["metadata"].get("labels", {}).get(c.LABEL_MANAGED_BY):
             self.controller.on_child_event(kind, event, body)
-        elif kind == "Event" and body.get("reason") == "FailedCreate":  # the field-selected watch (handlers.py)
+        elif kind == "Event" and (body.get("reason"), body.get("involvedObject", {}).get("kind")) == (
+            lc.REASON_FAILED_CREATE,
+            "Job",
+        ):  # what the field-selected watch delivers (handlers.REFUSAL_SELECTOR)
             self.controller.on_refusal_event(event, body)
 
     async def create(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -224,7 +227,7 @@ def test_a_watched_failed_create_event_names_the_refusal_without_listing_events(
                 "kind": "Event",
                 "metadata": {"name": "quota-node.1", "namespace": NS},
                 "involvedObject": {"kind": "Job", "name": "quota-node", "uid": job["metadata"]["uid"]},
-                "reason": "FailedCreate",
+                "reason": lc.REASON_FAILED_CREATE,
                 "message": 'pods "quota-node-0" is forbidden: exceeded quota: pods',
                 "lastTimestamp": ago(0),
             }
