@@ -134,7 +134,7 @@ async def run_operator(args: argparse.Namespace) -> None:
     mlflow = config.tracking.mlflow
     sweeps = SweepController(kube, mlflow_uri=mlflow.tracking_uri if mlflow else None)
     registry = kopf.OperatorRegistry()
-    handlers.register(registry, controller, namespaced=bool(namespaces), sweeps=sweeps)
+    handlers.register(registry, controller, namespaces=namespaces, sweeps=sweeps)
     ready = asyncio.Event()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

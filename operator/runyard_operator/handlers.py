@@ -1,4 +1,4 @@
-"""Thin kopf registrations: each watch event only updates the controller's cache and queues a reconcile."""
+"""Thin kopf registrations and the children's informers: each watch event only updates a cache and queues a reconcile."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import kopf
 
 from runyard import constants as c
 from runyard_operator.controller import Controller, release_memory
+from runyard_operator.informer import Informer, Informers
 from runyard_operator.policies.model import REASON_FAILED_CREATE
 from runyard_operator.sweeps import SweepController
 
@@ -36,13 +37,39 @@ class NoDiffBase(kopf.DiffBaseStorage):
         return None
 
 
+def child_informers(controller: Controller, namespaces: list[str]) -> Informers:
+    """Jobs and pods Runyard labelled, and the Job controller's FailedCreate Events: per namespace, or cluster-wide.
+
+    Label and field selectors are applied by the API server, so nothing else is ever streamed; ownership is still
+    proven by owner UIDs in the controller, as labels prove nothing.
+    """
+
+    def on_job(kind: str | None, body: Any) -> None:
+        controller.on_child_event("Job", kind, body)
+
+    def on_pod(kind: str | None, body: Any) -> None:
+        controller.on_child_event("Pod", kind, body)
+
+    informers: list[Informer] = []
+    scopes: list[str | None] = list(namespaces) or [None]
+    for namespace in scopes:
+        informers += [
+            Informer(controller.kube, "Job", namespace, on_job, label_selector=CHILD_SELECTOR),
+            Informer(controller.kube, "Pod", namespace, on_pod, label_selector=CHILD_SELECTOR),
+            Informer(controller.kube, "Event", namespace, controller.on_refusal_event, field_selector=REFUSAL_SELECTOR),
+        ]
+    return Informers(informers)
+
+
 def register(
     registry: kopf.OperatorRegistry,
     controller: Controller,
-    namespaced: bool = False,
+    namespaces: list[str] | None = None,
     sweeps: SweepController | None = None,
 ) -> None:
     """Register the handlers for one controller (and the sweep controller) in `registry`, one per operator instance."""
+    namespaced = bool(namespaces)
+    children = child_informers(controller, list(namespaces or []))
 
     @kopf.on.startup(registry=registry)
     async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
@@ -51,11 +78,6 @@ def register(
         # With explicit namespaces, Roles grant nothing cluster-wide: do not scan namespaces and CRDs (kopf would
         # retry the forbidden lists for about a minute before falling back to the given names).
         settings.scanning.disabled = namespaced
-        # Server-side label selectors: never stream Jobs and Pods that Runyard does not own.
-        settings.watching.label_selectors["batch", "jobs"] = CHILD_SELECTOR
-        settings.watching.label_selectors["v1", "pods"] = CHILD_SELECTOR
-        # Only the Job controller's refusals to create pods, never the cluster's stream of Events.
-        settings.watching.field_selectors["v1", "events"] = REFUSAL_SELECTOR
         # kopf keeps a worker task per object until it has been idle this long (default 5 s); the handlers only feed
         # the cache, so a worker has nothing to wait for. At 5 s a burst kept every object's worker alive at once and
         # the allocator's arenas grew to that peak, which it cannot return while a few objects survive in each
@@ -74,6 +96,7 @@ def register(
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=c.GROUP, v1=False)
         settings.persistence.diffbase_storage = NoDiffBase()
         controller.queue.start()
+        children.start()
         if sweeps is not None:
             sweeps.queue.start()
         await controller.start_plugins()
@@ -87,6 +110,7 @@ def register(
 
     @kopf.on.cleanup(registry=registry)
     async def shutdown(**_: Any) -> None:
+        await children.stop()
         await controller.queue.stop()
         if sweeps is not None:
             await sweeps.queue.stop()
@@ -103,15 +127,3 @@ def register(
         @kopf.on.event(c.GROUP, c.VERSION, c.SWEEP_PLURAL, registry=registry)
         async def sweep_event(event: kopf.RawEvent, **_: Any) -> None:
             sweeps.on_sweep_event(event.get("type"), event["object"])
-
-    @kopf.on.event("batch", "v1", "jobs", labels={c.LABEL_MANAGED_BY: c.MANAGED_BY_VALUE}, registry=registry)
-    async def job_event(event: kopf.RawEvent, **_: Any) -> None:
-        controller.on_child_event("Job", event.get("type"), event["object"])
-
-    @kopf.on.event("v1", "pods", labels={c.LABEL_MANAGED_BY: c.MANAGED_BY_VALUE}, registry=registry)
-    async def pod_event(event: kopf.RawEvent, **_: Any) -> None:
-        controller.on_child_event("Pod", event.get("type"), event["object"])
-
-    @kopf.on.event("v1", "events", registry=registry)
-    async def refusal_event(event: kopf.RawEvent, **_: Any) -> None:
-        controller.on_refusal_event(event.get("type"), event["object"])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import logging
 import os
 import secrets
@@ -12,12 +11,13 @@ import ssl
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 import kopf
+import orjson
 
 from runyard import constants as c
 from runyard.tls import ClientCert, client_context
@@ -48,6 +48,9 @@ MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 LOG_ACCEPT = "application/json, */*"  # pods/log: plain text, or a JSON Status when refused (client-go's header)
 LOG_CHUNK_BYTES = 64 * 1024  # read size of a streamed log
+WATCH_SERVER_TIMEOUT = 60  # seconds: the API server ends each watch after this; it is resumed from its resourceVersion
+WATCH_CLIENT_TIMEOUT = 90.0  # seconds: a watch an apiserver or etcd restart left open but silent is dropped after this
+LIST_PAGE = 500  # items per page of a watch's initial list: a restart never holds one giant list response
 
 
 class ApiError(Exception):
@@ -58,6 +61,10 @@ class ApiError(Exception):
         self.status = status
         self.reason = reason
         self.message = message
+
+
+class WatchExpiredError(ApiError):
+    """410 Gone: the watch's resourceVersion was compacted away; only a new list can resume it."""
 
 
 class TokenBucket:
@@ -216,7 +223,7 @@ class Kube:
         raw = await self._send(verb, kind, namespace, name, body, sub, query, content_type, "application/json")
         if not decode or not raw:
             return {}
-        result = json.loads(raw)
+        result = orjson.loads(raw)
         return result if isinstance(result, dict) else {}
 
     async def pod_log(
@@ -288,7 +295,7 @@ class Kube:
         url = self._host + _path(kind, namespace, name, sub)
         if query:
             url += "?" + urllib.parse.urlencode(query)
-        data = json.dumps(body, separators=(",", ":")).encode() if body is not None else None
+        data = orjson.dumps(body) if body is not None else None
         try:
             async with await self._http(verb, url, data, headers, self._timeout) as resp:
                 raw = await resp.read()
@@ -333,6 +340,79 @@ class Kube:
         body = await self.request("GET", kind, namespace, query=query)
         items = body.get("items") or []
         return [item for item in items if isinstance(item, dict)]
+
+    async def list_page(
+        self,
+        kind: str,
+        namespace: str | None,
+        *,
+        label_selector: str = "",
+        field_selector: str = "",
+        limit: int = LIST_PAGE,
+        cont: str = "",
+    ) -> tuple[list[dict[str, Any]], str, str]:
+        """One page of a list (all namespaces when `namespace` is None): its items, resourceVersion and continue token."""
+        pairs = (("labelSelector", label_selector), ("fieldSelector", field_selector), ("continue", cont))
+        query = {k: v for k, v in pairs if v} | {"limit": str(limit)}
+        try:
+            body = await self.request("GET", kind, namespace, query=query)
+        except ApiError as err:
+            if err.status == 410:  # the continue token expired: the list must start over
+                raise WatchExpiredError(err.status, err.reason, err.message) from None
+            raise
+        meta = body.get("metadata") or {}
+        items = [item for item in body.get("items") or [] if isinstance(item, dict)]
+        return items, str(meta.get("resourceVersion") or ""), str(meta.get("continue") or "")
+
+    async def watch(
+        self,
+        kind: str,
+        namespace: str | None,
+        resource_version: str,
+        *,
+        label_selector: str = "",
+        field_selector: str = "",
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The watch events after `resource_version` (bookmarks included) until the API server ends the stream.
+
+        Raises WatchExpiredError when the version is too old (a new list is needed) and ApiError for any other refusal or
+        a dropped connection. Lines are split here, not by aiohttp's readline, whose line limit a large object exceeds.
+        """
+        await self._bucket.take()
+        resource = _KINDS[kind][1]
+        metrics.API_REQUESTS.labels("watch", resource).inc()
+        query = {
+            "watch": "true",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(WATCH_SERVER_TIMEOUT),
+        } | {k: v for k, v in (("labelSelector", label_selector), ("fieldSelector", field_selector)) if v}
+        url = f"{self._host}{_path(kind, namespace)}?{urllib.parse.urlencode(query)}"
+        timeout = aiohttp.ClientTimeout(total=WATCH_CLIENT_TIMEOUT)
+        try:
+            async with await self._http("GET", url, None, {"Accept": "application/json"}, timeout) as resp:
+                if resp.status >= 400:
+                    metrics.API_ERRORS.labels("watch", resource, str(resp.status)).inc()
+                    err = _api_error(resp.status, await resp.read())
+                    if resp.status == 410:
+                        raise WatchExpiredError(err.status, err.reason, err.message)
+                    raise err
+                pending = b""
+                async for chunk in resp.content.iter_any():
+                    lines = (pending + chunk).split(b"\n")
+                    pending = lines.pop()
+                    for line in lines:
+                        if line.strip():
+                            event = orjson.loads(line)
+                            if event.get("type") == "ERROR":
+                                status = event.get("object") or {}
+                                code = int(status.get("code") or 0)
+                                cls = WatchExpiredError if code == 410 else ApiError
+                                raise cls(code, str(status.get("reason") or ""), str(status.get("message") or ""))
+                            yield event
+        except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
+            metrics.API_ERRORS.labels("watch", resource, "0").inc()
+            raise ApiError(0, type(exc).__name__, str(exc) or "connection failed") from None
 
     async def delete(self, kind: str, namespace: str, name: str, propagation: str = "Background") -> None:
         try:
@@ -396,9 +476,9 @@ class Kube:
 def _api_error(status: int, raw: bytes) -> ApiError:
     message = reason = raw[:200].decode("utf-8", "replace")
     try:
-        body = json.loads(raw or b"{}")
+        body = orjson.loads(raw or b"{}")
         message = str(body.get("message", message))
         reason = str(body.get("reason", reason))
-    except (ValueError, TypeError, AttributeError):
+    except (ValueError, TypeError, AttributeError):  # orjson.JSONDecodeError is a ValueError
         pass
     return ApiError(status, reason, message)
