@@ -291,12 +291,14 @@ class Observer(WatchWaiter):
 # --- audit log ----------------------------------------------------------------------------------------
 
 
-def audit_counts(path: Path, offset: int, user: str) -> Counter[str]:
-    """Requests of `user` logged after byte `offset`, by "verb resource[/subresource]" (ResponseComplete only)."""
+def audit_counts(path: Path, offset: int, user: str, until: int | None = None) -> Counter[str]:
+    """Requests of `user` logged from byte `offset` (to `until`), by "verb resource[/subresource]" (ResponseComplete)."""
     counts: Counter[str] = Counter()
     with path.open("rb") as f:
         f.seek(offset)
         for line in f:
+            if until is not None and f.tell() > until:
+                break
             try:
                 ev = json.loads(line)
             except ValueError:
@@ -452,6 +454,9 @@ class PeerBench:
         created = _now() - t0
         # CPU accounting of the create window: what competed with admission for the same cores
         op_created, api_created = side.ticks(), self.apiserver_ticks()
+        # ...and what that CPU bought: the operator's creates (audit log) and the pods that exist when the last CR lands
+        offset_created = audit_offset(audit_path)
+        pods_at_created = sum(len(obs.jobs[j].pods) for j in names)
         await obs.until(lambda: all(obs.pods_running_at(j) is not None for j in names), 1800)
         all_running = max(obs.pods_running_at(j) for j in names) - t0  # type: ignore[type-var]
         await obs.until(lambda: all(obs.done(j) is not None for j in names), 1800)
@@ -464,6 +469,7 @@ class PeerBench:
         ticks = os.sysconf("SC_CLK_TCK")
         lag = [obs.done(j) - obs.pods_terminal_at(j) for j in names if obs.pods_terminal_at(j) is not None]  # type: ignore[operator]
         audit = audit_counts(audit_path, offset, side.user)
+        window_creates = audit_counts(audit_path, offset, side.user, until=offset_created)
         per_job = {k: round(v / n, 2) for k, v in sorted(audit.items())}
         writes = {k: v for k, v in per_job.items() if k.split(" ")[0] in ("create", "update", "patch", "delete")}
         status_writes = sum(v for k, v in writes.items() if k.endswith(f"{side.status_resource}/status"))
@@ -486,6 +492,10 @@ class PeerBench:
             "apiserver_cpu_ms_per_job": round((tick1 - tick0) / ticks * 1000 / n, 1),
             "create_window_operator_cpu_s": round((op_created - op0) / ticks, 2),
             "create_window_apiserver_cpu_s": round((api_created - tick0) / ticks, 2),
+            "create_window_operator_creates": {
+                k.split(" ", 1)[1]: v for k, v in sorted(window_creates.items()) if k.startswith("create ")
+            },
+            "create_window_pods_seen": pods_at_created,
         }
         if profile:
             out["profile"] = profile
@@ -591,6 +601,18 @@ ROWS: list[tuple[str, Callable[[dict[str, Any]], float], str, bool]] = [
     (
         "create window: apiserver CPU s while the CRs are created",
         lambda r: r["burst"]["create_window_apiserver_cpu_s"],
+        "",
+        True,
+    ),
+    (
+        "create window: objects (not Events) the operator created meanwhile",
+        lambda r: sum(v for k, v in r["burst"]["create_window_operator_creates"].items() if k != "events"),
+        "",
+        True,
+    ),
+    (
+        "create window: pods the observer saw when the last CR was created",
+        lambda r: r["burst"]["create_window_pods_seen"],
         "",
         True,
     ),
