@@ -149,9 +149,6 @@ class Informers:
     def start(self) -> None:
         self._tasks = [asyncio.create_task(i.run(), name=repr(i)) for i in self.informers]
 
-    async def synced(self) -> None:
-        await asyncio.gather(*(i.synced.wait() for i in self.informers))
-
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()

@@ -336,8 +336,7 @@ class Kube:
         self, kind: str, namespace: str, *, label_selector: str = "", field_selector: str = ""
     ) -> list[dict[str, Any]]:
         """The items of one (unpaginated) list; for the few children of one run, or the Events of one object."""
-        query = {k: v for k, v in (("labelSelector", label_selector), ("fieldSelector", field_selector)) if v}
-        body = await self.request("GET", kind, namespace, query=query)
+        body = await self.request("GET", kind, namespace, query=_selectors(label_selector, field_selector))
         items = body.get("items") or []
         return [item for item in items if isinstance(item, dict)]
 
@@ -352,8 +351,9 @@ class Kube:
         cont: str = "",
     ) -> tuple[list[dict[str, Any]], str, str]:
         """One page of a list (all namespaces when `namespace` is None): its items, resourceVersion and continue token."""
-        pairs = (("labelSelector", label_selector), ("fieldSelector", field_selector), ("continue", cont))
-        query = {k: v for k, v in pairs if v} | {"limit": str(limit)}
+        query = (
+            _selectors(label_selector, field_selector) | {"limit": str(limit)} | ({"continue": cont} if cont else {})
+        )
         try:
             body = await self.request("GET", kind, namespace, query=query)
         except ApiError as err:
@@ -386,7 +386,7 @@ class Kube:
             "resourceVersion": resource_version,
             "allowWatchBookmarks": "true",
             "timeoutSeconds": str(WATCH_SERVER_TIMEOUT),
-        } | {k: v for k, v in (("labelSelector", label_selector), ("fieldSelector", field_selector)) if v}
+        } | _selectors(label_selector, field_selector)
         url = f"{self._host}{_path(kind, namespace)}?{urllib.parse.urlencode(query)}"
         timeout = aiohttp.ClientTimeout(total=WATCH_CLIENT_TIMEOUT)
         try:
@@ -471,6 +471,11 @@ class Kube:
             if err.status == 403 and "being terminated" in err.message:
                 return  # the namespace goes, and the run's events with it
             logger.warning("could not post event %s for %s/%s: %s", reason, meta["namespace"], meta["name"], err)
+
+
+def _selectors(label_selector: str, field_selector: str) -> dict[str, str]:
+    """The query of a list or watch narrowed by the API server; an empty selector is left out, not sent empty."""
+    return {k: v for k, v in (("labelSelector", label_selector), ("fieldSelector", field_selector)) if v}
 
 
 def _api_error(status: int, raw: bytes) -> ApiError:

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from runyard_operator.informer import Informer
 from runyard_operator.k8s import Kube
+from tests.unit.operator.fake_http import with_kube
 
 
 def pod(name: str, rv: int, note: str = "") -> dict[str, Any]:
@@ -71,15 +72,7 @@ def test_lists_in_pages_streams_large_objects_and_relists_after_gone() -> None:
     api = FakeApi()
     seen: list[tuple[str | None, str]] = []
 
-    async def main() -> None:
-        app = web.Application()
-        app.add_routes([web.get("/api/v1/namespaces/ns/pods", api.handle)])
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        kube = Kube.for_url(f"http://127.0.0.1:{port}")
+    async def body(kube: Kube) -> None:
         informer = Informer(
             kube, "Pod", "ns", lambda t, b: seen.append((t, b["metadata"]["name"])), label_selector="a=b"
         )
@@ -92,12 +85,10 @@ def test_lists_in_pages_streams_large_objects_and_relists_after_gone() -> None:
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-            await kube.close()
-            await runner.cleanup()
         assert informer.synced.is_set()
         assert set(informer.known) == {"uid-p3", "uid-p4"}
 
-    asyncio.run(main())
+    asyncio.run(with_kube({"/api/v1/namespaces/ns/pods": api.handle}, body))
     first_list = [(None, "p1"), (None, "p2"), (None, "p3")]
     watched = [("ADDED", "p4"), ("DELETED", "p1")]  # the bookmark is no delivery
     # 410 as an ERROR event, then 410 as a status code: each time a new list; p2 vanished unseen and is reported.

@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 
 from runyard_operator.k8s import ApiError, Kube
+from tests.unit.operator import fake_http
 
 LOG = b"".join(f"step {i}\n".encode() for i in range(50_000))  # ~490 KB: several chunks
 
@@ -35,19 +36,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
 
 
 async def with_kube(body: Callable[[Kube], Awaitable[Any]]) -> Any:
-    app = web.Application()
-    app.add_routes([web.get("/api/v1/namespaces/ns/pods/{name}/log", logs)])
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    kube = Kube.for_url(f"http://127.0.0.1:{port}")
-    try:
-        return await body(kube)
-    finally:
-        await kube.close()
-        await runner.cleanup()
+    return await fake_http.with_kube({"/api/v1/namespaces/ns/pods/{name}/log": logs}, body)
 
 
 def test_a_whole_log_is_handed_over_in_chunks() -> None:

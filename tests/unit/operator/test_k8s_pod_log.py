@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 
 from runyard_operator.k8s import ApiError, Kube
+from tests.unit.operator import fake_http
 
 LOG = "".join(f"step {i}\n" for i in range(100))
 # What kube-apiserver serves pods/log as; `Accept: text/plain` alone gets 406 (seen on the real node, v1.36).
@@ -33,19 +34,7 @@ async def logs(request: web.Request) -> web.Response:
 
 
 async def with_kube(body: Callable[[Kube], Awaitable[Any]]) -> Any:
-    app = web.Application()
-    app.add_routes([web.get("/api/v1/namespaces/ns/pods/{name}/log", logs)])
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    kube = Kube.for_url(f"http://127.0.0.1:{port}")
-    try:
-        return await body(kube)
-    finally:
-        await kube.close()
-        await runner.cleanup()
+    return await fake_http.with_kube({"/api/v1/namespaces/ns/pods/{name}/log": logs}, body)
 
 
 def test_the_tail_comes_back_as_text() -> None:
