@@ -24,7 +24,6 @@ import json
 import os
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,8 @@ from typing import Any
 
 import yaml
 
+from runyard.ports import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 BASE = "torchrun --nproc-per-node N (baseline)"
@@ -43,12 +44,6 @@ LAYOUT = "torchrun, one agent per node replica (the run's layout)"
 HAND = "torchrun + MLflow by hand (the floor)"
 UNTRACKED = "runyard run --local --no-tracking"
 TRACKED = "runyard run --local (MLflow)"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _timed(argv: list[str] | list[list[str]], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
@@ -76,7 +71,7 @@ def cases(spec: dict[str, Any], example: Path) -> dict[str, Any]:
     nodes = int(spec["spec"]["replicas"]["node"]["replicas"])
     per_node = int(spec["spec"].get("nprocPerNode") or 1)
     torchrun = [str(BIN / "torchrun")]
-    port = _free_port()
+    port = free_port()
     layout = [
         [
             *torchrun,

@@ -15,7 +15,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ import localcluster  # noqa: E402
 
 from bench.kube import BenchKube, WatchWaiter, drop_namespace, gather_limited, new_namespace  # noqa: E402
 from bench.run import RESULTS, cpu_ticks, log, machine, parse_apiserver, pct, summarize_profile  # noqa: E402
+from runyard.ports import free_port  # noqa: E402
 
 CACHE = Path(os.environ.get("RUNYARD_CACHE", Path.home() / ".cache" / "runyard"))
 PEER_VERSION = os.environ.get("PEER_VERSION", "v1.8.1")
@@ -53,12 +53,6 @@ SIZES = {
 
 def _now() -> float:
     return time.perf_counter()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _rss_mb(pid: int) -> float:
@@ -174,7 +168,7 @@ class RunyardSide(Side):
         return str((obj.get("status") or {}).get("phase") or "")
 
     def start(self, paths: localcluster.Paths) -> None:
-        port = _free_port()
+        port = free_port()
         self.ready_url = f"http://127.0.0.1:{port}/readyz"
         exe = ROOT / ".venv" / "bin" / "runyard-operator"
         argv = [str(exe), "run", "--log-format", "plain", "--log-level", "WARNING", "--metrics-port", str(port)]
@@ -210,14 +204,14 @@ class PeerSide(Side):
         return ""
 
     def start(self, paths: localcluster.Paths) -> None:
-        metrics, probe = _free_port(), _free_port()
+        metrics, probe = free_port(), free_port()
         self.ready_url = f"http://127.0.0.1:{metrics}/metrics"
         argv = [
             str(PEER_DIR / "training-operator"),
             "--enable-scheme=pytorchjob",
             f"--metrics-bind-address=127.0.0.1:{metrics}",
             f"--health-probe-bind-address=127.0.0.1:{probe}",
-            f"--webhook-server-port={_free_port()}",
+            f"--webhook-server-port={free_port()}",
             # its default logs every reconcile at debug level; Runyard's runs at WARNING, so both log errors only
             "--zap-log-level=error",
         ]

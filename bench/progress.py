@@ -32,6 +32,7 @@ import localcluster  # noqa: E402
 from bench.kube import BenchKube, gather_limited  # noqa: E402
 from bench.run import cpu_ticks  # noqa: E402
 from runyard import constants as c  # noqa: E402
+from runyard.ports import free_port  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -39,14 +40,6 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 def log(msg: str) -> None:
     print(f"[bench-progress] {msg}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def operator_counters(port: int) -> dict[str, float]:

@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT / "hack"))
 import localcluster  # noqa: E402
 
 from bench.kube import BenchKube, WatchWaiter, drop_namespace, gather_limited, new_namespace  # noqa: E402
+from runyard.ports import free_port  # noqa: E402
 
 TR_PATH = "/apis/runyard.dev/v1alpha1/namespaces/{ns}/trainingruns"
 CHILD_SELECTOR = "app.kubernetes.io/managed-by=runyard-operator"
@@ -188,11 +189,7 @@ class Bench:
             time.sleep(5)
 
     def start_operator(self, wait: bool = True) -> None:
-        import socket
-
-        with socket.socket() as sock:  # a fresh port: a previous operator may still hold the last one
-            sock.bind(("127.0.0.1", 0))
-            self.metrics_port = int(sock.getsockname()[1])
+        self.metrics_port = free_port()  # a fresh port: a previous operator may still hold the last one
         exe = ROOT / ".venv" / "bin" / "runyard-operator"
         # --census: the same operator under bench/heap_census.py, which answers SIGUSR1 with a census of its heap
         cmd = [sys.executable, str(ROOT / "bench" / "heap_census.py")] if self.args.census else [str(exe)]

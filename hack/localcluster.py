@@ -11,19 +11,21 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import importlib.util
 import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import realnode
@@ -73,10 +75,24 @@ def kubectl_path() -> str:
     return found
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _load_ports() -> Any:
+    # The SDK's stdlib-only module, by path: this script runs under any python3, with or without the SDK installed.
+    spec = importlib.util.spec_from_file_location("runyard_ports", ROOT / "sdk" / "runyard" / "ports.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+free_port: Callable[[], int] = _load_ports().free_port
+# Which ports each component listens on (a key of the cluster's `ports`), and what its log says when one was taken.
+PORT_KEYS = {
+    "etcd": ("etcd", "etcd_peer"),
+    "kube-apiserver": ("apiserver",),
+    "kube-controller-manager": ("kcm",),
+    "kube-scheduler": ("scheduler",),
+}
+BIND_FAILED = "address already in use"
 
 
 @dataclass
@@ -382,6 +398,32 @@ def wait_for(what: str, check: object, timeout: float, pids: dict[str, int], pat
     raise SystemExit(f"timed out after {timeout:.0f}s waiting for {what}; logs in {paths.logs}")
 
 
+def launch(name: str, ready: Callable[[], bool], timeout: float, paths: Paths, info: dict[str, Any]) -> None:
+    """Start `name` and wait until `ready()`; pick its ports again if another process bound one first (3 tries).
+
+    The ports lie outside the kernel's ephemeral range, so no outbound connection takes them; another program that
+    picks listening ports at the same moment still can, and a cluster must not fail its `up` for that.
+    """
+    pids: dict[str, int] = info["pids"]
+    log_file = paths.logs / f"{name}.log"
+    for attempt in range(3):
+        offset = log_file.stat().st_size if log_file.exists() else 0
+        pids[name] = start(name, command_lines(paths, info["ports"], bool(info["real_node"]))[name], paths)
+        paths.info.write_text(json.dumps(info, indent=2))
+        try:
+            wait_for(name if name == "etcd" else f"{name} to serve", ready, timeout, pids, paths)
+            return
+        except SystemExit:
+            taken = BIND_FAILED in log_file.read_text(errors="replace")[offset:]
+            if attempt == 2 or not taken or alive(pids[name], str(binary(name))):
+                raise
+        info["ports"].update({key: free_port() for key in PORT_KEYS[name]})
+        if name == "kube-apiserver":
+            info["server"] = f"https://127.0.0.1:{info['ports']['apiserver']}"
+            write_kubeconfig(paths, info["server"])
+        log(f"{name}: a port was bound by another process first; starting again on {info['ports']}")
+
+
 def kubectl(paths: Paths, *args: str, stdin: str | None = None) -> str:
     res = subprocess.run(
         [kubectl_path(), f"--kubeconfig={paths.kubeconfig}", *args],
@@ -516,7 +558,7 @@ def up(gpu_nodes: int, real_nodes: int = 0) -> None:
     ports = {k: free_port() for k in ("etcd", "etcd_peer", "apiserver", "kcm", "scheduler")}
     server = f"https://127.0.0.1:{ports['apiserver']}"
     write_kubeconfig(paths, server)
-    info: dict[str, object] = {
+    info: dict[str, Any] = {
         "server": server,
         "ports": ports,
         "pids": {},
@@ -526,7 +568,7 @@ def up(gpu_nodes: int, real_nodes: int = 0) -> None:
         "real_node": real,
         "audit": True,
     }
-    pids: dict[str, int] = info["pids"]  # type: ignore[assignment]
+    pids: dict[str, int] = info["pids"]
 
     def save() -> None:
         paths.info.write_text(json.dumps(info, indent=2))
@@ -537,28 +579,16 @@ def up(gpu_nodes: int, real_nodes: int = 0) -> None:
         info["sysctls"] = realnode.set_sysctls()
         realnode.create_bridge()
         save()
-    argv = command_lines(paths, ports, real)
-    pids["etcd"] = start("etcd", argv["etcd"], paths)
-    save()
-    wait_for("etcd", lambda: get(f"http://127.0.0.1:{ports['etcd']}/health") == 200, 60, pids, paths)
-    pids["kube-apiserver"] = start("kube-apiserver", argv["kube-apiserver"], paths)
-    save()
+    launch("etcd", lambda: get(f"http://127.0.0.1:{ports['etcd']}/health") == 200, 60, paths, info)
     ctx = admin_ssl(paths)
-    wait_for("kube-apiserver /readyz", lambda: get(f"{server}/readyz", ctx) == 200, 120, pids, paths)
+    launch("kube-apiserver", lambda: get(f"{info['server']}/readyz", ctx) == 200, 120, paths, info)
+    server = str(info["server"])
     insecure = ssl._create_unverified_context()
-    for name in ("kube-controller-manager", "kube-scheduler"):
-        pids[name] = start(name, argv[name], paths)
-        save()
-    pids["kwok"] = start("kwok", argv["kwok"], paths)
+    for name, key in (("kube-controller-manager", "kcm"), ("kube-scheduler", "scheduler")):
+        ready = lambda k=key: get(f"https://127.0.0.1:{ports[k]}/healthz", insecure) == 200  # noqa: E731
+        launch(name, ready, 60, paths, info)
+    pids["kwok"] = start("kwok", command_lines(paths, ports, real)["kwok"], paths)
     save()
-    for name, port in (("kube-controller-manager", ports["kcm"]), ("kube-scheduler", ports["scheduler"])):
-        wait_for(
-            f"{name} /healthz",
-            lambda p=port: get(f"https://127.0.0.1:{p}/healthz", insecure) == 200,  # type: ignore[misc]
-            60,
-            pids,
-            paths,
-        )
     ensure_nodes(paths, gpu_nodes)
     if real:
         start_real_node(paths, server, pids, save)

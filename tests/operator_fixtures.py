@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,16 +17,11 @@ import pytest
 import yaml
 from kubernetes import client
 
+from runyard.ports import free_port
 from tests.conftest import ROOT, Cluster
 from tests.unit.artifacts import s3server
 
 CRD_FILE = ROOT / "crds" / "runyard.dev_trainingruns.yaml"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until(check: Callable[[], Any], timeout: float = 60, interval: float = 0.2, what: str = "condition") -> Any:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import shutil
 import signal
 import socket
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 from runyard import constants as c
-from runyard import frameworks, trackers
+from runyard import frameworks, ports, trackers
 from runyard.api import TrainingRun
 from runyard.exceptions import LocalRunError, ValidationFailedError
 from runyard.gpu.telemetry import GPUTelemetry, GPUTelemetrySummary
@@ -227,15 +226,6 @@ def plan_local(
     return processes
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
 def _ports(run: TrainingRun, base_port: int) -> list[int]:
     from runyard.builders import LocalAddressing
 
@@ -245,16 +235,12 @@ def _ports(run: TrainingRun, base_port: int) -> list[int]:
     return [addressing.port(role, i, default) for role in roles for i in range(run.spec.replicas[role].replicas)]
 
 
-def choose_base_port(run: TrainingRun, attempts: int = 50) -> int:
-    """A base port whose every replica port is free now (a random start avoids clashing with a concurrent run)."""
-    for _ in range(attempts):
-        base = random.randrange(20000, 60000)
-        try:
-            if all(_port_free(p) for p in _ports(run, base)):
-                return base
-        except ValueError:
-            continue
-    raise LocalRunError("no free port range found for the run's replicas")
+def choose_base_port(run: TrainingRun, attempts: int = 200) -> int:
+    """A base port whose every replica port is free now and outside the kernel's ephemeral range (runyard.ports)."""
+    try:
+        return ports.free_base(_ports(run, 0), attempts)
+    except (OSError, ValueError) as err:
+        raise LocalRunError(f"no free port range found for the run's replicas: {err}") from err
 
 
 def _load(source: TrainingRun | Mapping[str, Any] | str | Path) -> TrainingRun:

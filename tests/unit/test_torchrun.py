@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from runyard.builders import LocalAddressing, build_env
+from runyard.ports import free_block
 from tests.unit.factories import make_run
 
 SCRIPT = """
@@ -25,31 +25,13 @@ dist.destroy_process_group()
 """
 
 
-def free_port_block(size: int = 10) -> int:
-    """A base port whose first `size` ports are free right now."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        if base + size > 65535:
-            continue
-        try:
-            for port in range(base + 1, base + size):
-                with socket.socket() as probe:
-                    probe.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-    raise RuntimeError("no free port block")
-
-
 @pytest.mark.torch
 @pytest.mark.slow
 def test_two_torchrun_nodes_all_reduce(tmp_path: Path) -> None:
     script = tmp_path / "allreduce.py"
     script.write_text(SCRIPT)
     run = make_run("pytorch-small", nprocPerNode=1)
-    addressing = LocalAddressing(base_port=free_port_block())
+    addressing = LocalAddressing(base_port=free_block(10))
     procs = []
     for index in range(2):
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PET_", "MASTER_", "RANK", "WORLD_SIZE"))}

@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from runyard.ports import free_port
+
 VERSITYGW_VERSION = os.environ.get("VERSITYGW_VERSION", "v1.8.0")
 ACCESS_KEY = "runyard-test-access"
 SECRET_KEY = "runyard-test-secret-key"
@@ -61,18 +63,12 @@ class S3Server:
         }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def run_server(data_dir: Path, log: Path, host: str = "127.0.0.1") -> Iterator[S3Server]:
     """versitygw on `host` (the real node's pods reach the host at its bridge gateway, not at 127.0.0.1)."""
     exe = require_binary()
     data_dir.mkdir(parents=True, exist_ok=True)
-    port = _free_port()
+    port = free_port()
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [

@@ -15,6 +15,7 @@ import grpc
 import pytest
 
 from runyard.gpu.nvml import NVMLReader
+from runyard.ports import free_port
 from runyard_operator.gpu import podresources as pr
 from runyard_operator.gpu.agent import Agent, render, serve
 from runyard_operator.gpu.parser import parse_exposition
@@ -164,7 +165,7 @@ def test_agent_serves_metrics_over_http(socket_path: str) -> None:
     async def body() -> tuple[str, int]:
         agent = Agent(NVMLReader(fake_gpus()), pr.PodResourcesClient(socket_path), "node-a", interval=0.05)
         stop = asyncio.Event()
-        port = _free_port()
+        port = free_port()
         task = asyncio.create_task(serve(agent, "127.0.0.1", port, stop))
         try:
             for _ in range(100):
@@ -185,14 +186,6 @@ def test_agent_serves_metrics_over_http(socket_path: str) -> None:
     assert health == 200
     pods = {s.pod for s in parse_exposition(text, 1.0)}
     assert {"llama-ft-worker-0", "eval-job-7x2kq", "notebook-abc"} <= pods
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _get(url: str) -> str:

@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from runyard import cli
 from runyard.api import TrainingRun
 from runyard.exceptions import LocalRunError
 from runyard.local import format_summary, plan_local, run_local
+from runyard.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = ROOT / "examples"
@@ -231,12 +231,9 @@ def test_pytorch_example_runs_locally_with_tracking_and_checkpoints(tmp_path: Pa
 @pytest.mark.torch
 @pytest.mark.slow
 def test_pytorch_example_runs_unchanged_as_a_kubeflow_style_script(tmp_path: Path) -> None:
-    import socket
     import subprocess
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     base = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RUNYARD_"))}
     procs = [
         subprocess.Popen(
@@ -261,9 +258,7 @@ def test_pytorch_example_runs_unchanged_as_a_kubeflow_style_script(tmp_path: Pat
 
 
 def _two_ranks(tmp_path: Path, extra: dict[str, str]) -> list[subprocess.Popen[str]]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     base = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "RUNYARD_"))}
     env = {**base, "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), **extra}
     return [
