@@ -1001,7 +1001,13 @@ def run(
         typer.Option("--timeout", min=0, callback=_check_seconds, help="Fail after this many seconds; 0: no limit."),
     ] = 0,
     base_port: Annotated[
-        int | None, typer.Option("--base-port", min=1, max=65535, help="First port of the local replicas.")
+        int | None,
+        typer.Option(
+            "--base-port",
+            min=1,
+            max=65535,
+            help="First port of the local replicas (default: a free range outside the ephemeral ports).",
+        ),
     ] = None,
     resume_from: Annotated[
         Path | None,
