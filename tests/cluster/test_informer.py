@@ -22,9 +22,10 @@ def _pod(name: str, namespace: str, labelled: bool = True) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "namespace": namespace, "labels": labels},
-        # Never scheduled (no node has this label), so deleted at once, with no kubelet to wait for.
+        # Left to a scheduler that does not exist, so nothing writes to the pod after it is created (a real scheduler
+        # marks it Unschedulable: a MODIFIED that races the informer's list) and, never bound, it is deleted at once.
         "spec": {
-            "nodeSelector": {"runyard.dev/test-no-such-node": "true"},
+            "schedulerName": "runyard-test-no-such-scheduler",
             "containers": [{"name": "c", "image": "x"}],
         },
     }
