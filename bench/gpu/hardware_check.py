@@ -42,6 +42,9 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from accounting_check import Figures, Row, compare, pct, row_lines
+
 from runyard.gpu.integrator import IDLE_PERCENT
 from runyard.ports import free_port
 from runyard_operator.gpu.accounting import PodRef, RunAccount, SampleIndex
@@ -53,7 +56,7 @@ SIM_DIR = HERE / "simnvml"
 SIM_STATE_ENV = "RUNYARD_SIM_GPU_STATE"
 REF_HZ = 20.0
 NODE, NAMESPACE, POD, CONTAINER = "n0", "team", "r-node-0", "trainer"
-TARGETS = {"utilization_points": 2.0, "power_pct": 3.0, "energy_pct": 2.0, "idle_pct": 10.0, "agent_core_pct": 1.0}
+AGENT_CORE_PCT = 1.0  # the agent's own CPU per GPU, percent of one core (the accuracy targets are accounting_check's)
 INSTANT_POWER_FIELD = 186  # NVML_FI_DEV_POWER_INSTANT (mW); nvmlDeviceGetPowerUsage averages over ~1 s on Hopper
 
 
@@ -295,14 +298,6 @@ def load(path: Path) -> Trace:
     )
 
 
-@dataclass(frozen=True)
-class Figures:
-    utilization: float
-    idle_seconds: float
-    power_watts: float
-    energy_joules: float
-
-
 def windows(trace: Trace) -> Iterator[tuple[str, float, float]]:
     """Each phase mix as if one pod held the GPU for exactly that phase, then the whole load as one allocation."""
     for (name, start), (_, end) in pairwise(trace.phases):
@@ -352,27 +347,9 @@ def replay(trace: Trace, start: float, end: float, interval: float, counters: bo
                    account.energy_mj / 1000.0)  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Row:
-    window: str
-    source: str
-    interval: float
-    utilization: float
-    utilization_error_points: float
-    power_error_pct: float
-    energy_error_pct: float
-    idle_seconds: float
-    idle_error_pct: float
-    passed: bool
-
-
-def _pct(value: float, reference: float) -> float:
-    return 100.0 * (value - reference) / reference if reference else 0.0
-
-
 def _idle_error(value: float, reference: float, span: float) -> float:
     # A window with (almost) no idle time: measure the error against the window instead of against ~0 s.
-    return _pct(value, reference) if reference >= 0.05 * span else 100.0 * (value - reference) / span
+    return pct(value, reference) if reference >= 0.05 * span else 100.0 * (value - reference) / span
 
 
 def evaluate(trace: Trace, intervals: Sequence[float] = (1.0, 5.0, 15.0)) -> tuple[list[Row], dict[str, Any]]:
@@ -382,19 +359,8 @@ def evaluate(trace: Trace, intervals: Sequence[float] = (1.0, 5.0, 15.0)) -> tup
         for source in ("counters", "gauges"):
             for interval in intervals:
                 got = replay(trace, start, end, interval, source == "counters")
-                util_err = got.utilization - ref.utilization
-                power_err = _pct(got.power_watts, ref.power_watts)
-                energy_err = _pct(got.energy_joules, ref.energy_joules)
                 idle_err = _idle_error(got.idle_seconds, ref.idle_seconds, end - start)
-                passed = (
-                    abs(util_err) <= TARGETS["utilization_points"]
-                    and abs(power_err) <= TARGETS["power_pct"]
-                    and abs(energy_err) <= TARGETS["energy_pct"]
-                    and abs(idle_err) <= TARGETS["idle_pct"]
-                )
-                rows.append(Row(name, source, interval, round(got.utilization, 2), round(util_err, 2),
-                                round(power_err, 2), round(energy_err, 2), round(got.idle_seconds, 1),
-                                round(idle_err, 1), passed))  # fmt: skip
+                rows.append(compare(name, source, interval, got, ref, idle_err))
     meta = trace.meta
     wall = float(meta.get("agent_wall_seconds") or 0.0)
     core_pct = (
@@ -405,7 +371,7 @@ def evaluate(trace: Trace, intervals: Sequence[float] = (1.0, 5.0, 15.0)) -> tup
         "driver": meta.get("driver"),
         "simulated": meta.get("simulated"),
         "agent_core_pct_per_gpu": round(core_pct, 3) if core_pct is not None else None,
-        "agent_cost_ok": core_pct is not None and core_pct <= TARGETS["agent_core_pct"],
+        "agent_cost_ok": core_pct is not None and core_pct <= AGENT_CORE_PCT,
         "counters_ok": all(r.passed for r in rows if r.source == "counters"),
         "reference_samples": len(trace.ref),
         "pages": len(trace.pages),
@@ -419,16 +385,7 @@ def table(trace: Trace, rows: Sequence[Row], summary: dict[str, Any]) -> str:
         ref = truth(trace, start, end)
         lines.append(f"truth {name} ({end - start:.0f} s): utilisation {ref.utilization:.2f} %, idle "
                      f"{ref.idle_seconds:.1f} s, power {ref.power_watts:.1f} W, energy {ref.energy_joules:.0f} J")  # fmt: skip
-    lines += [
-        "| window | source | scrape s | util % | util err (pts) | power err % | energy err % | idle s | idle err % | ok |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r.window} | {r.source} | {r.interval:g} | {r.utilization:.2f} | {r.utilization_error_points:+.2f} | "
-            f"{r.power_error_pct:+.2f} | {r.energy_error_pct:+.2f} | {r.idle_seconds:.1f} | {r.idle_error_pct:+.1f} | "
-            f"{'yes' if r.passed else 'no'} |"
-        )
+    lines += row_lines(rows, first="window")
     lines.append(json.dumps(summary))
     return "\n".join(lines)
 

@@ -4,26 +4,16 @@ an H100; the gauge path (a plain DCGM exporter) is what depends on the interval,
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+
+from tests.unit.gpu import bench_gpu
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("accounting_check", ROOT / "bench" / "gpu" / "accounting_check.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["accounting_check"] = module  # dataclasses resolve their module's annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-ac = _load()
+ac = bench_gpu.load("accounting_check")
 TRACES = {
     "synthetic": ac.synthetic,
     "h100": lambda: ac.load(ROOT / "tests" / "unit" / "gpu" / "fixtures" / "h100_nvml_trace.jsonl"),

@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+
+from tests.unit.gpu import bench_gpu
 
 ROOT = Path(__file__).resolve().parents[3]
 GIB = 2**30
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("check_nvml", ROOT / "bench" / "gpu" / "check_nvml.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-check = _load()
+check = bench_gpu.load("check_nvml")
 
 
 def synthetic(

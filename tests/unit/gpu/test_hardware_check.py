@@ -3,28 +3,18 @@ kubelet and scrapes; a simulated GPU) is replayed through the accounting; what i
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
+
+from tests.unit.gpu import bench_gpu
 
 ROOT = Path(__file__).resolve().parents[3]
 FIXTURE = ROOT / "tests" / "unit" / "gpu" / "fixtures" / "sim_hw_trace.jsonl.gz"
 
 
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("hardware_check", ROOT / "bench" / "gpu" / "hardware_check.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["hardware_check"] = module  # dataclasses resolve their module's annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
-
-
-hc = _load()
+hc = bench_gpu.load("hardware_check")
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +25,7 @@ def result() -> tuple[Any, list[Any], dict[str, Any]]:
 
 
 def _row(rows: list[Any], window: str, source: str, interval: float) -> Any:
-    (row,) = [r for r in rows if (r.window, r.source, r.interval) == (window, source, interval)]
+    (row,) = [r for r in rows if (r.trace, r.source, r.interval) == (window, source, interval)]
     return row
 
 
