@@ -26,6 +26,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
 GPUS_PER_NODE = 8
 UTIL = {"busy": 90.0, "idle": 1.0, "short": 60.0}
 POWER = {"busy": 400.0, "idle": 70.0, "short": 300.0}
+INTERVALS = 10  # scrape intervals per GPU before the busy run's means are checked
 
 
 # --- MLflow ------------------------------------------------------------------------------------------------------
@@ -232,17 +233,21 @@ def test_gpu_metrics_end_to_end(gpu_setup: tuple[Runs, OperatorProcess, FakeExpo
         runs.wait_phase("idle", "Running")
         assert run_ids == {name: run_id_of(runs, name) for name in run_ids}
 
-        # status.gpu: allocation-based GPU-hours, utilisation from the exporters, one interval per GPU.
+        # status.gpu: allocation-based GPU-hours, utilisation from the exporters, ten intervals per GPU.
         def busy_gpu() -> dict[str, Any] | None:
             gpu = runs.status("busy").get("gpu") or {}
             devices = [a.get("device") for a in gpu.get("allocations") or []]
-            ok = gpu.get("samples", 0) >= 16 and len(devices) == 8 and all(devices) and gpu.get("avgUtilization")
-            return gpu if ok else None
+            enough = gpu.get("samples", 0) >= 8 * (INTERVALS + 1)
+            return gpu if enough and len(devices) == 8 and all(devices) and gpu.get("avgUtilization") else None
 
-        gpu = wait_until(busy_gpu, timeout=60, interval=0.5, what="status.gpu of busy")
+        gpu = wait_until(busy_gpu, timeout=90, interval=0.5, what="status.gpu of busy")
         assert gpu["avgUtilization"] == pytest.approx(UTIL["busy"], abs=0.5)
         assert gpu["gpuHours"] > 0 and gpu["peakMemoryBytes"] > 0
-        assert gpu["avgPowerWatts"] == pytest.approx(POWER["busy"], rel=0.01)
+        # Mean power is Δenergy/Δt: the exporter reads its counter when it renders the page, the operator stamps the
+        # sample when it has read the reply, and the gap between the two moves with the machine's load. Over T seconds
+        # of samples the mean is off by at most (largest gap - smallest gap) / T; a 300 ms swing over ten 1 s intervals
+        # is 3 %. (One interval and a 1 % bound failed once in CI: 395.5 W for 400 W.)
+        assert gpu["avgPowerWatts"] == pytest.approx(POWER["busy"], rel=0.03)
         assert {a["node"] for a in gpu["allocations"]} <= set(exporters.nodes)
         wait_until(lambda: (runs.status("busy").get("gpu") or {}).get("energyKWh", 0) > 0, timeout=20, what="energy")
 
