@@ -57,6 +57,12 @@ SIM_STATE_ENV = "RUNYARD_SIM_GPU_STATE"
 REF_HZ = 20.0
 NODE, NAMESPACE, POD, CONTAINER = "n0", "team", "r-node-0", "trainer"
 AGENT_CORE_PCT = 1.0  # the agent's own CPU per GPU, percent of one core (the accuracy targets are accounting_check's)
+# The operator's reads in the replay: the pod's start reaches it (kubelet status, watch) and its early round reads
+# about a second later; the pod's end reaches it through the kubelet, the Job controller and the run's completion, and
+# its final read comes about two seconds after the end. Regular rounds run on its own cadence, here offset 0.61 of one.
+HEAD_READ_SECONDS = 1.0
+TAIL_READ_SECONDS = 2.0
+ROUND_PHASE = 0.61
 INSTANT_POWER_FIELD = 186  # NVML_FI_DEV_POWER_INSTANT (mW); nvmlDeviceGetPowerUsage averages over ~1 s on Hopper
 
 
@@ -329,20 +335,28 @@ def _as_dcgm_exporter(page: str) -> str:
     return "\n".join(line for line in page.splitlines() if "runyard_gpu_" not in line) + "\n"
 
 
-def replay(trace: Trace, start: float, end: float, interval: float, counters: bool) -> Figures:
-    """The run's accounting of the window, scraping every `interval` s (a page the agent served at that time)."""
+def replay(trace: Trace, start: float, end: float, interval: float, counters: bool, edges: bool = True) -> Figures:
+    """The run's accounting of the window as the operator reads it: an early round `HEAD_READ_SECONDS` after the pod
+    starts, regular rounds every `interval` s on the operator's own cadence (never lined up with the pod), and a final
+    read `TAIL_READ_SECONDS` after the end. Each read gets the page the agent served then, stamped when it was served.
+    `edges=False` leaves out the early and the final read (the operator before them: both edges extrapolated)."""
     pod = PodRef(POD, "uid-0", NODE, 1, start)
     account = RunAccount(NAMESPACE, max_gap=max(3 * interval, 45.0))
     times = [t for t, _ in trace.pages]
-    t = start + 0.37  # a scrape never lines up with the allocation
-    while t <= end:
+
+    def read(t: float) -> SampleIndex:
         i = bisect_right(times, t)
-        if i:
-            page = trace.pages[i - 1][1]
-            samples = parse_exposition(page if counters else _as_dcgm_exporter(page), now=t, node=NODE)
-            account.observe([pod], SampleIndex(samples), t)
-        t += interval
-    account.observe([], SampleIndex([]), end)
+        if not i:
+            return SampleIndex([])
+        served, page = trace.pages[i - 1]
+        return SampleIndex(parse_exposition(page if counters else _as_dcgm_exporter(page), now=served, node=NODE))
+
+    head = start + HEAD_READ_SECONDS if edges else start
+    regular = [start + ROUND_PHASE * interval + k * interval for k in range(int((end - start) / interval) + 1)]
+    early = {min(head, end)} if edges else set()
+    for t in sorted(early | {r for r in regular if head < r <= end}):
+        account.observe([pod], read(t), t)
+    account.finish(read(end + TAIL_READ_SECONDS) if edges else SampleIndex([]), end)
     return Figures(account.avg_utilization or 0.0, account.idle_seconds, account.avg_power or 0.0,
                    account.energy_mj / 1000.0)  # fmt: skip
 

@@ -346,9 +346,15 @@ class Controller:
             if not children:
                 store.pop(run_uid, None)
         else:
-            children[child_key] = summarize_job(body) if kind == "Job" else summarize_pod(body)  # type: ignore[assignment]
-            if kind == "Pod":
+            view = summarize_job(body) if kind == "Job" else summarize_pod(body)
+            children[child_key] = view  # type: ignore[assignment]
+            if isinstance(view, PodView):
                 self.cache.pod_runs[child_key] = run_uid
+                for plugin in self.plugins:
+                    try:
+                        plugin.pod_changed(run_uid, view)
+                    except Exception:  # a plugin's bug must not stop the cache from following the cluster
+                        logger.exception("plugin %s failed on a pod change", plugin.name)
         key = self.cache.uid_to_key.get(run_uid)
         if key:
             self.queue.add(key)

@@ -177,6 +177,10 @@ class RunPlugin:
         attempt goes on when the run resumes. Called on every reconcile while they stop, so it must be idempotent;
         it must not block: what it learns goes into the status through `PluginContext.contribute`."""
 
+    def pod_changed(self, run_uid: str, pod: PodView) -> None:
+        """A pod of the run (by its label: ownership is not yet proven here) was added or changed in the cache. Called
+        from the watch for every such event, so it must be cheap and must not block."""
+
     async def finished(self, run: TrainingRun, status: Mapping[str, Any]) -> dict[str, Any]:
         """Once, when the run reaches Succeeded or Failed; returns status fields the controller writes with the end."""
         return {}

@@ -4,8 +4,9 @@ GPU-hours come from allocation intervals (pod start to pod end, per GPU), never 
 nobody uses still counts. Utilisation, idle time and power come from counter deltas between scrapes where the source
 has counters (Runyard's node agent: busy/idle/sampled seconds, energy), so they do not depend on the scrape interval;
 from a source with gauges only (a plain DCGM exporter) they are time-weighted means of point readings with gaps left
-out, and the summary says `estimated`. The edges of an allocation (its start to the first sample, the last sample to
-its end) take the rate of the adjacent interval instead of being dropped. Energy is the sum of deltas of each
+out, and the summary says `estimated`. The operator reads the node when a pod starts and when the run ends, so the
+edges of an allocation are short; what is left of them (its start to the first sample, the last sample to its end)
+takes the rate of the adjacent interval instead of being dropped. Energy is the sum of deltas of each
 physical GPU's mJ counter, counting a counter reset as a new segment.
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from runyard.gpu.integrator import IDLE_PERCENT, counter_delta
@@ -148,6 +149,36 @@ class _Last:
     rates: _Rates | None = None
 
 
+def _rewind(s: GPUSample, end: float, prev: _Last) -> GPUSample | None:
+    """The counters of `s` as they stood at `end` (before `s.time`), taking out the time since at the gauges of `s`:
+    busy at its utilisation, idle when that is below the idle threshold, energy at its power. Point readings are
+    dropped, as they describe a moment after the end. None where a counter went back (a reset): nothing to rewind."""
+    if s.time <= end:
+        return s
+    counters = (s.busy_seconds, s.idle_seconds, s.sampled_seconds)
+    if None in counters or None in (prev.busy, prev.idle, prev.sampled):
+        return None
+    busy, idle, sampled = (float(c or 0.0) for c in counters)
+    if busy < (prev.busy or 0.0) or idle < (prev.idle or 0.0) or sampled < (prev.sampled or 0.0):
+        return None
+    after = s.time - end
+    util = s.utilization or 0.0
+    energy = s.energy_mj
+    if energy is not None and prev.energy_mj is not None and energy >= prev.energy_mj:
+        energy = max(energy - (s.power_watts or 0.0) * after * 1000.0, prev.energy_mj)
+    return replace(
+        s,
+        time=end,
+        utilization=None,
+        memory_used_bytes=None,
+        power_watts=None,
+        energy_mj=energy,
+        busy_seconds=max(busy - after * util / 100.0, prev.busy or 0.0),
+        idle_seconds=max(idle - (after if util < IDLE_SAMPLE_PERCENT else 0.0), prev.idle or 0.0),
+        sampled_seconds=max(sampled - after, prev.sampled or 0.0),
+    )
+
+
 @dataclass
 class Point:
     """One tracker data point of one device (MLflow system-metric naming is applied by the sink)."""
@@ -216,6 +247,30 @@ class RunAccount:
         for alloc in self.open_allocations():
             self._close(alloc, at)
         self._trim()
+
+    def finish(self, index: SampleIndex, end: float) -> None:
+        """Close every interval at `end`, first folding a read of the node agent's counters taken at (or just after)
+        the end, so the tail from the last round to the end is measured instead of extrapolated.
+
+        The read is matched by device UUID alone, as the pod (and its labels) may be gone by then. Whatever the
+        counters gained after `end` is taken out at the read's own gauges, which describe that moment: the pod has
+        ended, so the GPU's state then is the post-end state, not the interval's mean. A source without counters
+        (a plain DCGM exporter) keeps the extrapolated tail.
+        """
+        readings: dict[str, list[tuple[float, float]]] = defaultdict(list)
+        for alloc in self.open_allocations():
+            prev = self._last.get(alloc.device) if alloc.device else None
+            if prev is None or prev.time >= end:
+                continue
+            fresh = [s for s in index.by_device.get(alloc.device, []) if s.time > prev.time and s.has_counters]
+            if not fresh:
+                continue
+            at_end = _rewind(min(fresh, key=lambda x: x.time), end, prev)  # the first read after the last round
+            folded = at_end is not None and self._fold(alloc, at_end)
+            if folded and at_end is not None and at_end.energy_mj is not None and alloc.uuid not in readings:
+                readings[alloc.uuid].append((at_end.time, at_end.energy_mj))
+        self._fold_energy(readings)
+        self.close_all(end)
 
     def _trim(self) -> None:
         closed = [a for a in self.allocations if a.end is not None]

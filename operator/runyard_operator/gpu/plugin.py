@@ -39,6 +39,9 @@ RunKey = tuple[str, str]
 ACTIVE_PHASES = frozenset({"Running", "Starting", "Restarting"})
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
 CONDITION = "GPUsIdle"
+EDGE_READ_SECONDS = 5.0  # the longest a run's end waits for its final read
+MIN_EARLY_GAP_SECONDS = 1.0  # between early rounds for starting pods
+EARLY_RETRY_SECONDS = 30.0  # how long a starting pod's run is tried in early rounds before it waits for a regular one
 MAX_BACKLOG = 10_000  # tracker batches kept while the tracker is slow or down; the oldest go first
 _LABELS = ["namespace", "run", "framework"]
 
@@ -175,6 +178,8 @@ class GPUPlugin(RunPlugin):
         self._backlog: list[tuple[str, list[Point], int]] = []
         self._sink_tasks: set[asyncio.Task[None]] = set()
         self._series_task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._early: dict[tuple[str, str], float] = {}  # (run, pod) started, not sampled yet -> since when
 
     @classmethod
     def from_config(cls, config: OperatorConfig) -> GPUPlugin | None:
@@ -259,7 +264,10 @@ class GPUPlugin(RunPlugin):
                 state = _RunState((namespace, run.name), uid, str(run.spec.framework), account)
                 self._runs[uid] = state
             end = parse_epoch(status.get("completionTime")) or now
-            state.account.close_all(end)
+        # The edge read, outside the lock (a round may go on meanwhile; `_finished` keeps it off this run).
+        index = await self._edge_read(state.account)
+        async with self._lock:
+            state.account.finish(index, end)
             summary = state.account.summary(end)
             state.retired_at = now
             run_id = _mlflow_run_id({"status": status})
@@ -267,19 +275,72 @@ class GPUPlugin(RunPlugin):
             self._background(self._sink.log_summary(run_id, state.account.tracker_summary(end), end))
         return {"gpu": summary}
 
+    async def _edge_read(self, account: RunAccount) -> SampleIndex:
+        """A read of the run's GPUs now, for the tail from the last round to the run's end; bounded, as the reconcile
+        that ends the run waits for it. Nothing comes back when the source cannot answer in time: the tail is then
+        extrapolated, as before."""
+        held = [a for a in account.open_allocations() if a.device]
+        if self._source is None or not held:
+            return SampleIndex([])
+        ns = account.namespace
+        targets = list({a.pod_uid: Target(ns, a.pod, a.pod_uid, a.node) for a in held}.values())
+        try:
+            samples = await asyncio.wait_for(
+                self._source.collect(targets, {a.uuid for a in held}), timeout=EDGE_READ_SECONDS
+            )
+        except Exception:  # a failed edge read costs accuracy, never the run's end
+            SAMPLING_ERRORS.labels("edge").inc()
+            logger.warning("gpu: the final read of %s/%s failed; its tail is extrapolated", ns, held[0].pod)
+            return SampleIndex([])
+        return SampleIndex(samples)
+
+    def pod_changed(self, run_uid: str, pod: PodView) -> None:
+        """A pod of a run that is not yet sampled started running: read its node now rather than at the next round,
+        so the allocation's head (its start to the first sample) is seconds, not up to an interval."""
+        if pod.phase != "Running" or not pod.node or pod.gpus <= 0 or run_uid in self._finished:
+            return
+        state = self._runs.get(run_uid)
+        if state is not None and any(a.pod_uid == pod.uid for a in state.account.allocations):
+            return
+        self._early.setdefault((run_uid, pod.uid), time.monotonic())
+        self._wake.set()
+
     # --- the loop --------------------------------------------------------------------------------------------
 
     async def _loop(self) -> None:
+        """A round every interval; between rounds, an early round for the runs whose pods just started (no timer per
+        run: `pod_changed` sets one event)."""
+        due = time.monotonic()
         while True:
+            wait = due - time.monotonic()
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=wait)
+            self._wake.clear()
+            early, self._early = self._early, {}
+            regular = time.monotonic() >= due
+            if not regular and not early:
+                continue
             started = time.monotonic()
             try:
-                await self.tick()
+                await self.tick(None if regular else {run for run, _ in early})
             except Exception:  # one bad round must not end sampling for the operator's lifetime
                 SAMPLING_ERRORS.labels("round").inc()
                 logger.exception("gpu: sampling round failed")
             elapsed = time.monotonic() - started
             SAMPLING_SECONDS.observe(elapsed)
-            await asyncio.sleep(max(self.cfg.interval_seconds - elapsed, 0.05))
+            if regular:
+                due = started + max(self.cfg.interval_seconds, elapsed + 0.05)
+            # A run the round could not sample yet (the cache has not caught up with its phase) is tried again.
+            for (uid, pod_uid), since in early.items():
+                state = self._runs.get(uid)
+                sampled = state is not None and any(a.pod_uid == pod_uid for a in state.account.allocations)
+                if not sampled and started - since < EARLY_RETRY_SECONDS:
+                    self._early.setdefault((uid, pod_uid), since)
+            if not regular:
+                await asyncio.sleep(MIN_EARLY_GAP_SECONDS)  # a burst of starting pods shares early rounds
+                if self._early:
+                    self._wake.set()
 
     def _select(self, now: float) -> list[tuple[Mapping[str, Any], _RunState, list[PodRef]]]:
         """Runs to sample this round: active ones with running pods, plus known ones whose pods went away."""
@@ -326,12 +387,14 @@ class GPUPlugin(RunPlugin):
                 state.idle_since = parse_epoch(mine.get("lastTransitionTime"))
         return state
 
-    async def tick(self) -> None:
-        """One sampling round for all running runs (public so tests can drive rounds without the timer)."""
+    async def tick(self, only: set[str] | None = None) -> None:
+        """One sampling round for all running runs, or for the runs `only` names (public so tests can drive rounds
+        without the timer)."""
         assert self._ctx is not None and self._source is not None
         now = self._clock()
-        work = self._select(now)
-        RUNS_SAMPLED.set(len(work))
+        work = [w for w in self._select(now) if only is None or w[1].uid in only]
+        if only is None:
+            RUNS_SAMPLED.set(len(work))
         targets = [Target(st.key[0], p.name, p.uid, p.node) for _, st, pods in work for p in pods]
         devices = {d for _, st, _ in work for d in st.account.known_devices()}
         samples = []

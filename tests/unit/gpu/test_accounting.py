@@ -222,3 +222,55 @@ def test_counter_deltas_decide_utilisation_idle_and_power_and_the_edges_take_the
     assert account.avg_power == pytest.approx(300.0)
     assert account.energy_mj == pytest.approx(300.0 * 60 * 1000)  # 45 s of deltas + 15 s of edges at 300 W
     assert not account.estimated and "estimated" not in account.summary(1060.0)
+
+
+def test_a_read_after_the_end_measures_the_tail_instead_of_extrapolating_it() -> None:
+    pod = PodRef("r-node-0", "uid-0", "n0", 1, 1000.0)
+
+    def run(final: list[GPUSample]) -> RunAccount:
+        account = RunAccount(NS, max_gap=45)
+        # Busy the whole first interval (400 W); then the job checkpoints, idle at 80 W, from 1020 to its end at 1030.
+        feed(account, [(1000.0, [counted(1000.0, 0.0, 0.0, 0.0, 0.0)])], [pod])
+        feed(account, [(1015.0, [counted(1015.0, 15.0, 0.0, 15.0, 6_000_000.0)])], [pod])
+        account.finish(SampleIndex(final), 1030.0)
+        return account
+
+    # The operator reads at 1032, 2 s after the end; the pod is gone (no labels), and its GPU idles at 70 W since.
+    after = counted(1032.0, 20.0, 12.0, 32.0, 8_940_000.0, util=0.0, power_watts=70.0, pod="")
+    measured = run([after])
+    assert measured.sampled_seconds == pytest.approx(30.0)
+    assert measured.avg_utilization == pytest.approx(100.0 * 20 / 30)  # 5 s of the tail busy, 10 s idle
+    assert measured.idle_seconds == pytest.approx(10.0)
+    # 5 s at 400 W and 10 s at 80 W in the tail; the 2 s at 70 W after the end are taken out.
+    assert measured.energy_mj == pytest.approx(6_000_000.0 + 2_000_000.0 + 800_000.0)
+    assert measured.avg_power == pytest.approx(8_800.0 / 30)
+    assert measured.peak_utilization == 0.0  # the read after the end is no peak of the run's
+    assert all(a.end == 1030.0 for a in measured.allocations)
+    # Without the read (or with one a plain DCGM exporter gave: no counters) the tail takes the busy interval's rate.
+    for final in ([], [sample(1032.0, util=0.0, pod="", energy_mj=8_940_000.0)]):
+        extrapolated = run(final)
+        assert extrapolated.avg_utilization == pytest.approx(100.0)
+        assert extrapolated.idle_seconds == 0.0
+
+
+def test_a_read_before_the_end_is_folded_and_the_rest_extrapolated() -> None:
+    account = RunAccount(NS, max_gap=45)
+    pod = PodRef("r-node-0", "uid-0", "n0", 1, 1000.0)
+    feed(account, [(1000.0, [counted(1000.0, 0.0, 0.0, 0.0, 0.0)])], [pod])
+    feed(account, [(1015.0, [counted(1015.0, 15.0, 0.0, 15.0, 6_000_000.0)])], [pod])
+    # The completion time lies after the read (clocks): the read counts whole, the last 2 s at its interval's rate.
+    account.finish(SampleIndex([counted(1028.0, 15.0, 13.0, 28.0, 7_040_000.0, pod="")]), 1030.0)
+    assert account.sampled_seconds == pytest.approx(30.0)
+    assert account.idle_seconds == pytest.approx(15.0)
+    assert account.energy_mj == pytest.approx(7_040_000.0 + 2 * 80_000.0)
+
+
+def test_a_counter_reset_in_the_final_read_is_not_rewound() -> None:
+    account = RunAccount(NS, max_gap=45)
+    pod = PodRef("r-node-0", "uid-0", "n0", 1, 1000.0)
+    rounds = [(t, [counted(t, t - 1000.0, 0.0, t - 1000.0, (t - 1000.0) * 400_000.0)]) for t in (1000.0, 1015.0)]
+    feed(account, rounds, [pod])
+    # The agent restarted after the last round: its counters began again, so the tail is extrapolated (all busy).
+    account.finish(SampleIndex([counted(1032.0, 1.0, 2.0, 3.0, 500.0, pod="")]), 1030.0)
+    assert account.sampled_seconds == pytest.approx(30.0)
+    assert account.avg_utilization == pytest.approx(100.0)

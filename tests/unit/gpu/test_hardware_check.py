@@ -50,23 +50,29 @@ def test_the_recorded_trace_holds_the_whole_pipeline(result: tuple[Any, list[Any
     assert summary["agent_cost_ok"]  # the agent process's own CPU: at most 1 % of a core per GPU
 
 
-def test_counters_meet_the_targets_at_one_second_in_every_mix(result: tuple[Any, list[Any], dict[str, Any]]) -> None:
-    _, rows, _ = result
-    assert all(r.passed for r in rows if r.source == "counters" and r.interval == 1.0)
-    assert _row(rows, "whole", "counters", 5.0).passed
+def test_counters_meet_the_targets_at_every_interval_in_every_mix(
+    result: tuple[Any, list[Any], dict[str, Any]],
+) -> None:
+    _, rows, summary = result
+    counters = [r for r in rows if r.source == "counters"]
+    assert len(counters) == 12 and all(r.passed for r in counters)
+    assert summary["counters_ok"] and hc.main(["evaluate", str(FIXTURE)]) == 0
 
 
 def test_gauges_lose_idle_time_as_the_scrape_interval_grows(result: tuple[Any, list[Any], dict[str, Any]]) -> None:
     _, rows, _ = result
     idle = [_row(rows, "whole", "gauges", i).idle_error_pct for i in (1.0, 5.0, 15.0)]
-    assert idle[0] > idle[1] > idle[2] and idle[2] < -40
+    assert idle[0] > idle[1] > idle[2] and idle[2] < -30
 
 
-def test_at_fifteen_seconds_the_unscraped_tail_is_what_misses(result: tuple[Any, list[Any], dict[str, Any]]) -> None:
-    """What the dry run found: the last (up to 15 s) of an allocation is extrapolated at the rate of the interval
-    before it, which in these mixes still held busy time; see bench/gpu/RESULTS.md."""
-    _, rows, summary = result
-    steady = _row(rows, "steady", "counters", 15.0)
-    assert not steady.passed and steady.utilization_error_points > 2 and steady.energy_error_pct > 2
-    assert not summary["counters_ok"]
-    assert hc.main(["evaluate", str(FIXTURE)]) == 1
+def test_at_fifteen_seconds_the_edge_reads_are_what_passes(result: tuple[Any, list[Any], dict[str, Any]]) -> None:
+    """What the dry run found before the operator read the node at a pod's start and at the run's end: up to 15 s at
+    each edge of an allocation were extrapolated from the adjacent interval, which in these mixes still held busy
+    time while the edge was idle; see bench/gpu/RESULTS.md."""
+    trace, _, _ = result
+    (start, end) = trace.phases[0][1], trace.phases[1][1]
+    truth = hc.truth(trace, start, end)
+    before = hc.compare("steady", "counters", 15.0, hc.replay(trace, start, end, 15.0, True, edges=False), truth)
+    assert not before.passed and before.utilization_error_points > 2 and before.energy_error_pct > 2
+    after = hc.compare("steady", "counters", 15.0, hc.replay(trace, start, end, 15.0, True), truth)
+    assert after.passed and abs(after.utilization_error_points) < 2 and abs(after.energy_error_pct) < 1

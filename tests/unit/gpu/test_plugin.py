@@ -422,3 +422,127 @@ def test_start_runs_one_loop_and_stop_ends_it() -> None:
     asyncio.run(body())
     assert 2 <= len(h.source.calls) <= 5
     assert h.body["status"]["gpu"]["samples"] >= 4
+
+
+class CountingSource(FakeSource):
+    """Runyard's agent: the GPUs are busy until `stop_busy`, idle after, and the counters say so."""
+
+    def __init__(self, stop_busy: float) -> None:
+        super().__init__()
+        self.stop_busy = stop_busy
+        self.pod_labels = True
+
+    async def collect(self, targets: Sequence[Target], devices: Collection[str]) -> list[GPUSample]:
+        self.calls.append((list(targets), set(devices)))
+        busy = min(self.clock, self.stop_busy) - T0
+        idle = max(self.clock - self.stop_busy, 0.0)
+        util = 90.0 if self.clock < self.stop_busy else 0.0
+        out = []
+        for t in targets:
+            for i in range(2):
+                labels = {"namespace": t.namespace, "pod": t.pod, "container": "trainer"} if self.pod_labels else {}
+                out.append(
+                    GPUSample(
+                        node=t.node,
+                        uuid=f"GPU-{t.node}-{i}",
+                        index=str(i),
+                        time=self.clock,
+                        utilization=util,
+                        memory_used_bytes=1e9,
+                        power_watts=400.0 if util else 70.0,
+                        energy_mj=1e9 + (400.0 * busy + 70.0 * idle) * 1000,
+                        busy_seconds=0.9 * busy,
+                        idle_seconds=idle,
+                        sampled_seconds=self.clock - T0,
+                        **labels,  # type: ignore[arg-type]
+                    )
+                )
+        return out
+
+
+def test_finished_reads_the_gpus_once_more_so_the_tail_is_measured() -> None:
+    h = Harness()
+    h.source = CountingSource(stop_busy=T0 + 40)
+    h.plugin._source = h.source
+    for _ in range(2):
+        h.round()  # reads at T0+15 and T0+30: busy all along
+    # The pods end at T0+40 (the job's last 20 s idle: it ended at T0+60); the operator hears of it at T0+62.
+    h.pods = []
+    h.source.pod_labels = False  # the agent no longer names the pod
+    h.now = h.source.clock = T0 + 62
+    h.body["status"] |= {"phase": "Succeeded", "completionTime": "2026-01-01T00:01:00Z"}
+    run = TrainingRun.model_validate({k: h.body[k] for k in ("apiVersion", "kind", "metadata", "spec")})
+    gpu = asyncio.run(h.plugin.finished(run, h.body["status"]))["gpu"]
+    targets, devices = h.source.calls[-1]
+    assert sorted(t.node for t in targets) == ["n0", "n1"] and len(devices) == 4
+    # 4 GPUs x 60 s: busy 40 s, idle 20 s (a tail extrapolated from the busy interval would say 0 s idle).
+    assert gpu["gpuHours"] == pytest.approx(4 * 60 / 3600)
+    assert gpu["idleGpuHours"] == pytest.approx(4 * 20 / 3600)
+    assert gpu["avgUtilization"] == pytest.approx(90.0 * 40 / 60)
+    assert gpu["energyKWh"] == pytest.approx(4 * (400 * 40 + 70 * 20) / 3.6e6)
+    assert gpu["samples"] == 3 * 4
+
+
+def test_a_failing_final_read_still_ends_the_run() -> None:
+    class Broken(FakeSource):
+        async def collect(self, targets: Sequence[Target], devices: Collection[str]) -> list[GPUSample]:
+            if not targets or targets[0].pod != "llm-node-0" or len(self.calls) >= 2:
+                raise RuntimeError("exporter down")
+            return await super().collect(targets, devices)
+
+    h = Harness()
+    h.source = Broken()
+    h.plugin._source = h.source
+    h.round()
+    h.round()
+    h.body["status"] |= {"phase": "Failed", "completionTime": "2026-01-01T00:00:40Z"}
+    run = TrainingRun.model_validate({k: h.body[k] for k in ("apiVersion", "kind", "metadata", "spec")})
+    gpu = asyncio.run(h.plugin.finished(run, h.body["status"]))["gpu"]
+    assert all(a.get("end") for a in gpu["allocations"]) and gpu["gpuHours"] == pytest.approx(4 * 40 / 3600)
+
+
+def test_a_starting_pod_gets_an_early_round_of_its_own() -> None:
+    h = Harness({"intervalSeconds": 300})
+    h.plugin = GPUPlugin(h.plugin.cfg, source=h.source, sink=h.sink, clock=lambda: h.now)
+
+    async def body() -> None:
+        await h.plugin.start(h.ctx)
+        await wait_for(lambda: len(h.source.calls) == 1)  # the first regular round, at once
+        h.plugin.pod_changed(UID, h.pods[0])  # already sampled: nothing to do
+        assert not h.plugin._wake.is_set()
+        h.plugin.pod_changed(UID, pod_view(2, "n2", phase="Pending"))  # not running yet
+        assert not h.plugin._wake.is_set()
+        h.pods.append(pod_view(2, "n2"))
+        h.plugin.pod_changed(UID, h.pods[-1])
+        await wait_for(lambda: len(h.source.calls) == 2)  # not five minutes later
+        await h.plugin.stop()
+
+    asyncio.run(body())
+    targets, _ = h.source.calls[1]
+    assert "llm-node-2" in {t.pod for t in targets}
+
+
+async def wait_for(done: Any, timeout: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not done():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+def test_an_early_round_is_tried_again_until_the_cache_shows_the_run_active() -> None:
+    h = Harness({"intervalSeconds": 300}, body=run_body(phase="Pending"))
+    h.plugin = GPUPlugin(h.plugin.cfg, source=h.source, sink=h.sink, clock=lambda: h.now)
+
+    async def body() -> None:
+        await h.plugin.start(h.ctx)
+        await asyncio.sleep(0)  # the first regular round: the run is not active yet, nothing to read
+        h.plugin.pod_changed(UID, h.pods[0])  # its pod runs before the run's phase says so
+        await wait_for(lambda: not h.plugin._wake.is_set() and (UID, "pod-0") in h.plugin._early)
+        assert not h.source.calls
+        h.body["status"]["phase"] = "Running"  # the controller's write reaches the cache
+        await wait_for(lambda: len(h.source.calls) == 1)
+        await wait_for(lambda: not h.plugin._early)
+        await h.plugin.stop()
+
+    asyncio.run(body())
+    assert h.body["status"]["gpu"]["samples"] == 4

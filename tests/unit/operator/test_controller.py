@@ -680,3 +680,35 @@ def test_a_pending_run_with_a_reason_is_reported_sooner_than_one_on_its_way() ->
         assert cleared is not None and cleared <= 30 * 3
 
     run(scenario)
+
+
+class PodListener(RunPlugin):
+    """Hears the pods of runs as the cache does; `fail` makes it raise, as a buggy plugin would."""
+
+    name = "listener"
+
+    def __init__(self, fail: bool = False) -> None:
+        self.heard: list[tuple[str, str, str]] = []
+        self.fail = fail
+
+    def pod_changed(self, run_uid: str, pod: Any) -> None:
+        self.heard.append((run_uid, pod.name, pod.phase))
+        if self.fail:
+            raise RuntimeError("plugin bug")
+
+
+def test_plugins_hear_pod_changes_and_a_failing_one_does_not_stop_the_cache() -> None:
+    async def scenario() -> None:
+        listener, broken = PodListener(), PodListener(fail=True)
+        h = Harness([broken, listener])
+        await h.create(training_run("heard"))
+        await h.reconcile("heard")
+        uid = h.kube.objects[(c.KIND, NS, "heard")]["metadata"]["uid"]
+        pods = h.start_pods("heard-node", 2)
+        assert {(u, p) for u, p, phase in listener.heard if phase == "Running"} == {(uid, p) for p in pods}
+        assert listener.heard == broken.heard
+        assert set(h.controller.cache.pods[uid]) and len(h.controller.cache.pods[uid]) == 2
+        status = await h.reconcile("heard")
+        assert status["phase"] == "Running"
+
+    run(scenario)
