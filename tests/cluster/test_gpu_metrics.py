@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import sys
 import threading
 import time
@@ -16,6 +17,7 @@ import pytest
 import yaml
 from kubernetes import client
 
+from runyard_operator.timestamps import parse_epoch
 from tests.cluster.conftest import OperatorProcess, Runs, training_run, wait_until
 from tests.conftest import Cluster
 from tests.mlflow_server import run_mlflow_server
@@ -135,45 +137,146 @@ class FakeExporters:
             server.server_close()
 
 
+class FakeAgents(FakeExporters):
+    """Runyard's node agent as the operator scrapes it: DCGM gauges plus busy/idle/sampled seconds and the energy
+    counter, integrated every 50 ms from this fake's own state, whose history is the truth.
+
+    A GPU a pod holds is idle (0 %, 80 W) for the first `IDLE_HEAD` s after this fake sees the pod running, busy
+    (100 %, 400 W) for `BUSY` s, then idle again until the pod ends; a GPU nobody holds is idle at 60 W.
+    """
+
+    IDLE_HEAD, BUSY = 3.0, 10.0
+
+    def __init__(self, api: Any, namespace: str, nodes: list[str]) -> None:
+        super().__init__(api, namespace, nodes)
+        self.lock = threading.Lock()
+        self.seen: dict[str, float] = {}  # pod -> when this fake first saw it running
+        self.totals: dict[str, list[float]] = {}  # uuid -> [busy s, idle s, sampled s, energy J]
+        self.gauges: dict[str, tuple[float, float, str]] = {}  # uuid -> (util %, power W, owning pod)
+        self.history: dict[str, list[tuple[float, float, float]]] = {}  # uuid -> [(from, util %, power W)]
+
+    def _state(self, pod: str | None, now: float) -> tuple[float, float]:
+        if pod is None:
+            return 0.0, 60.0
+        since = now - self.seen.setdefault(pod, now)
+        return (100.0, 400.0) if self.IDLE_HEAD <= since < self.IDLE_HEAD + self.BUSY else (0.0, 80.0)
+
+    def _integrate(self) -> None:
+        last = time.time()
+        while not self._stop.wait(0.05):
+            now = time.time()
+            dt, last = now - last, now
+            with self.lock:
+                for node in self.nodes:
+                    owners: list[str | None] = []
+                    for pod, _, gpus in sorted(self.pods.get(node, [])):
+                        owners += [pod] * gpus
+                    owners += [None] * (GPUS_PER_NODE - len(owners))
+                    for i, pod in enumerate(owners[:GPUS_PER_NODE]):
+                        uuid = f"GPU-{node}-{i:04d}"
+                        util, power = self._state(pod, now)
+                        history = self.history.setdefault(uuid, [])
+                        if not history or history[-1][1:] != (util, power):
+                            history.append((now - dt, util, power))  # this step's state holds from its start
+                        total = self.totals.setdefault(uuid, [0.0, 0.0, 0.0, 0.0])
+                        total[0] += util / 100 * dt
+                        total[1] += dt if util < 5 else 0.0
+                        total[2] += dt
+                        total[3] += power * dt
+                        self.gauges[uuid] = (util, power, pod or "")
+
+    def truth(self, uuid: str, start: float, end: float) -> tuple[float, float, float]:
+        """Busy seconds, idle seconds and joules of one GPU between `start` and `end`, from the same steps."""
+        busy = idle = joules = 0.0
+        with self.lock:
+            steps = [*self.history[uuid], (float("inf"), 0.0, 0.0)]
+        for (t0, util, power), (t1, _, _) in itertools.pairwise(steps):
+            span = max(min(t1, end) - max(t0, start), 0.0)
+            busy += util / 100 * span
+            idle += span if util < 5 else 0.0
+            joules += power * span
+        return busy, idle, joules
+
+    def render(self, node: str) -> str:
+        out: dict[str, list[str]] = {}
+        with self.lock:
+            for i in range(GPUS_PER_NODE):
+                uuid = f"GPU-{node}-{i:04d}"
+                if uuid not in self.totals:
+                    continue
+                util, power, pod = self.gauges[uuid]
+                busy, idle, sampled, joules = self.totals[uuid]
+                labels = (
+                    f'gpu="{i}",UUID="{uuid}",device="nvidia{i}",modelName="NVIDIA H100 80GB HBM3",Hostname="{node}"'
+                )
+                if pod:
+                    labels += f',container="trainer",namespace="{self.namespace}",pod="{pod}"'
+                for metric, value in (
+                    ("DCGM_FI_DEV_GPU_UTIL", util),
+                    ("DCGM_FI_DEV_FB_USED", 4096.0 if pod else 0.0),
+                    ("DCGM_FI_DEV_POWER_USAGE", power),
+                    ("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", joules * 1000),
+                    ("runyard_gpu_busy_seconds_total", busy),
+                    ("runyard_gpu_idle_seconds_total", idle),
+                    ("runyard_gpu_sampled_seconds_total", sampled),
+                ):
+                    out.setdefault(metric, []).append(f"{metric}{{{labels}}} {value:f}")
+        return "".join(f"# TYPE {m} gauge\n" + "\n".join(body) + "\n" for m, body in out.items())
+
+    def start(self) -> None:
+        super().start()
+        threading.Thread(target=self._integrate, daemon=True).start()
+
+
 # --- the operator with GPU metrics on ----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def gpu_operator(
+    cluster: Cluster, api: Any, namespace: str, operator: OperatorProcess, tmp_path: Path, exporters: FakeExporters,
+    config: dict[str, Any],
+) -> Iterator[OperatorProcess]:  # fmt: skip
+    """The session operator (no config) steps aside for one with GPU metrics on, reading `exporters`."""
+    exporters.start()
+    config["gpuMetrics"]["dcgm"] = {"endpoints": exporters.urls}
+    config_path = tmp_path / "operator.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    operator.stop()
+    log_dir = tmp_path / "gpu-operator"
+    log_dir.mkdir()
+    # Namespaced: other sessions may be running their own operators on the shared local cluster.
+    gpu_op = OperatorProcess(
+        cluster.kubeconfig, log_dir, extra_args=["--config", str(config_path), "--namespace", namespace]
+    )
+    try:
+        gpu_op.start()
+        yield gpu_op
+    finally:
+        gpu_op.stop()
+        exporters.stop()
+        operator.start()
+
+
+def gpu_nodes(api: Any) -> list[str]:
+    return sorted(n.metadata.name for n in client.CoreV1Api(api).list_node(label_selector="runyard.dev/pool=gpu").items)
 
 
 @pytest.fixture
 def gpu_setup(
     cluster: Cluster, api: Any, namespace: str, operator: OperatorProcess, mlflow_server: str, tmp_path: Path
 ) -> Iterator[tuple[Runs, OperatorProcess, FakeExporters, str]]:
-    nodes = sorted(
-        n.metadata.name for n in client.CoreV1Api(api).list_node(label_selector="runyard.dev/pool=gpu").items
-    )
-    exporters = FakeExporters(api, namespace, nodes)
-    exporters.start()
+    exporters = FakeExporters(api, namespace, gpu_nodes(api))
     config = {
         "tracking": {"mlflow": {"trackingUri": mlflow_server}},
         "gpuMetrics": {
             "source": "dcgm",
             "intervalSeconds": 1,
             "statusIntervalSeconds": 1,
-            "dcgm": {"endpoints": exporters.urls},
             "idle": {"thresholdPercent": 10, "afterSeconds": 3},
         },
     }
-    config_path = tmp_path / "operator.yaml"
-    config_path.write_text(yaml.safe_dump(config))
-    # One operator at a time: the session operator (no config) steps aside for one with GPU metrics on.
-    operator.stop()
-    log_dir = tmp_path / "gpu-operator"
-    log_dir.mkdir()
-    # Namespaced: other sessions may be running their own operators on the shared local cluster.
-    gpu_operator = OperatorProcess(
-        cluster.kubeconfig, log_dir, extra_args=["--config", str(config_path), "--namespace", namespace]
-    )
-    try:
-        gpu_operator.start()
-        yield Runs(api, namespace), gpu_operator, exporters, mlflow_server
-    finally:
-        gpu_operator.stop()
-        exporters.stop()
-        operator.start()
+    with gpu_operator(cluster, api, namespace, operator, tmp_path, exporters, config) as gpu_op:
+        yield Runs(api, namespace), gpu_op, exporters, mlflow_server
 
 
 def mlflow_run(tracking_uri: str, experiment: str, name: str) -> str:
@@ -338,3 +441,45 @@ def test_operator_restart_keeps_gpu_totals(gpu_setup: tuple[Runs, OperatorProces
     except BaseException:
         print(op.logs()[-20000:], file=sys.stderr)
         raise
+
+
+def test_the_edges_of_an_allocation_are_read_not_extrapolated(
+    cluster: Cluster, api: Any, namespace: str, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    """Rounds every 300 s: every sample of a 40 s run comes from the operator's own edge reads, an early round when its
+    pod starts and a final read when it ends (by GPU UUID: the pod's labels are gone by then). Checked against the
+    fake agent's own history over the allocation."""
+    agents = FakeAgents(api, namespace, gpu_nodes(api))
+    config = {"gpuMetrics": {"source": "dcgm", "intervalSeconds": 300, "statusIntervalSeconds": 0}}
+    runs = Runs(api, namespace)
+    with gpu_operator(cluster, api, namespace, operator, tmp_path, agents, config) as op:
+        try:
+            runs.create(training_run("edges", "pytorch", {"node": 1}, gpus=4, sim={"sim.runyard.dev/duration": "40s"}))
+            # The early round's summary: its time is when the head (the pod's start to the first read) ended.
+            first = wait_until(lambda: (runs.status("edges").get("gpu") or {}).get("samples") and runs.status("edges")["gpu"], timeout=60, what="the early read")  # fmt: skip
+            assert first["samples"] == 4
+            final = runs.wait_phase("edges", "Succeeded", timeout=120)["gpu"]
+            assert final["samples"] == 8  # the early read and the final one, and no round in between
+            allocations = final["allocations"]
+            assert len(allocations) == 4 and all(a["device"] and a.get("end") for a in allocations)
+            start, end = parse_epoch(allocations[0]["start"]), parse_epoch(allocations[0]["end"])
+            first_read = parse_epoch(first["lastSampleTime"])
+            assert start is not None and end is not None and first_read is not None
+            busy = idle = joules = 0.0
+            for a in allocations:
+                b, i, j = agents.truth(a["device"], start, end)
+                busy, idle, joules = busy + b, idle + i, joules + j
+            span = 4 * (end - start)
+            # What is extrapolated is the head only: at most its length of each GPU's time misattributed, at most the
+            # fake's power range per second (plus a second at the end, where the fake may see the pod's end late).
+            head = max(first_read - start, 0.0)
+            assert final["avgUtilization"] == pytest.approx(100 * busy / span, abs=100 * head / (end - start) + 0.5)
+            assert final["idleGpuHours"] * 3600 == pytest.approx(idle, abs=4 * head + 0.5)
+            assert final["energyKWh"] * 3.6e6 == pytest.approx(joules, abs=4 * (head + 1) * 340)
+            assert busy > 4 * 9  # the busy stretch lay inside the allocation: the check is not vacuous
+        except BaseException:
+            print(op.logs()[-20000:], file=sys.stderr)
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                runs.delete("edges")

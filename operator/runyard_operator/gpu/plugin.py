@@ -300,8 +300,8 @@ class GPUPlugin(RunPlugin):
         if pod.phase != "Running" or not pod.node or pod.gpus <= 0 or run_uid in self._finished:
             return
         state = self._runs.get(run_uid)
-        if state is not None and any(a.pod_uid == pod.uid for a in state.account.allocations):
-            return
+        if state is not None and any(a.pod_uid == pod.uid and a.device for a in state.account.allocations):
+            return  # a read has named its GPUs already
         self._early.setdefault((run_uid, pod.uid), time.monotonic())
         self._wake.set()
 
@@ -334,7 +334,9 @@ class GPUPlugin(RunPlugin):
             # A run the round could not sample yet (the cache has not caught up with its phase) is tried again.
             for (uid, pod_uid), since in early.items():
                 state = self._runs.get(uid)
-                sampled = state is not None and any(a.pod_uid == pod_uid for a in state.account.allocations)
+                sampled = state is not None and any(
+                    a.pod_uid == pod_uid and a.device for a in state.account.allocations
+                )
                 if not sampled and started - since < EARLY_RETRY_SECONDS:
                     self._early.setdefault((uid, pod_uid), since)
             if not regular:
