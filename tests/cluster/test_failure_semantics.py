@@ -6,6 +6,7 @@ object that was adopted or that failed a run, a refusal that left a run silently
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -31,7 +32,12 @@ def test_deleted_pod_restarts_the_gang(runs: Runs) -> None:
     runs.core.delete_namespaced_pod(victim, runs.namespace)
     status = wait_until(lambda: (s := runs.status("podgone")).get("restarts") == 1 and s, timeout=60, what="a restart")
     assert status["phase"] in ("Restarting", "Pending", "Starting", "Running"), status
-    assert status["failure"]["reason"] in ("Error", "Unknown"), status
+    # What the operator can know of a deleted pod depends on what the cluster kept: its container's exit (Error), the
+    # Job's bare BackoffLimitExceeded (Unknown), or a DisruptionTarget the Job recorded without its reason, or a
+    # replacement pod seen first (Disrupted; a CI run on a busy machine saw this once). Each restarts the gang.
+    failure = status["failure"]
+    assert failure["reason"] in ("Error", "Unknown", "Disrupted"), json.dumps(failure)
+    assert failure.get("category") != "UserCode", json.dumps(failure)
 
 
 def test_evicted_pod_restarts_the_gang_as_evicted(runs: Runs) -> None:
