@@ -56,16 +56,19 @@ class FakeExporters:
         self.urls: dict[str, str] = {}
         self._stop = threading.Event()
 
+    def owners(self, node: str) -> list[tuple[str, str] | None]:
+        """(pod, run) holding each GPU of the node, in index order: the pods' GPUs handed out by pod name."""
+        owners: list[tuple[str, str] | None] = []
+        for pod, run, gpus in sorted(self.pods.get(node, [])):
+            owners += [(pod, run)] * gpus
+        return (owners + [None] * GPUS_PER_NODE)[:GPUS_PER_NODE]
+
     def render(self, node: str) -> str:
         lines: dict[str, list[str]] = {
             m: [] for m in ("GPU_UTIL", "FB_USED", "POWER_USAGE", "TOTAL_ENERGY_CONSUMPTION")
         }
-        owners: list[tuple[str, str] | None] = []
-        for pod, run, gpus in sorted(self.pods.get(node, [])):
-            owners += [(pod, run)] * gpus
-        owners += [None] * (GPUS_PER_NODE - len(owners))
         elapsed = time.time() - self.t0
-        for i, owner in enumerate(owners[:GPUS_PER_NODE]):
+        for i, owner in enumerate(self.owners(node)):
             labels = (
                 f'gpu="{i}",UUID="GPU-{node}-{i:04d}",pci_bus_id="00000000:{i:02X}:00.0",device="nvidia{i}",'
                 f'modelName="NVIDIA H100 80GB HBM3",Hostname="{node}",DCGM_FI_DRIVER_VERSION="550.90.07"'
@@ -168,12 +171,9 @@ class FakeAgents(FakeExporters):
             dt, last = now - last, now
             with self.lock:
                 for node in self.nodes:
-                    owners: list[str | None] = []
-                    for pod, _, gpus in sorted(self.pods.get(node, [])):
-                        owners += [pod] * gpus
-                    owners += [None] * (GPUS_PER_NODE - len(owners))
-                    for i, pod in enumerate(owners[:GPUS_PER_NODE]):
+                    for i, owner in enumerate(self.owners(node)):
                         uuid = f"GPU-{node}-{i:04d}"
+                        pod = owner[0] if owner else None
                         util, power = self._state(pod, now)
                         history = self.history.setdefault(uuid, [])
                         if not history or history[-1][1:] != (util, power):

@@ -155,12 +155,12 @@ def _rewind(s: GPUSample, end: float, prev: _Last) -> GPUSample | None:
     dropped, as they describe a moment after the end. None where a counter went back (a reset): nothing to rewind."""
     if s.time <= end:
         return s
-    counters = (s.busy_seconds, s.idle_seconds, s.sampled_seconds)
-    if None in counters or None in (prev.busy, prev.idle, prev.sampled):
+    now = (s.busy_seconds, s.idle_seconds, s.sampled_seconds)
+    before = (prev.busy, prev.idle, prev.sampled)
+    if any(a is None or b is None or a < b for a, b in zip(now, before, strict=True)):
         return None
-    busy, idle, sampled = (float(c or 0.0) for c in counters)
-    if busy < (prev.busy or 0.0) or idle < (prev.idle or 0.0) or sampled < (prev.sampled or 0.0):
-        return None
+    busy, idle, sampled = (float(x or 0.0) for x in now)
+    busy0, idle0, sampled0 = (float(x or 0.0) for x in before)
     after = s.time - end
     util = s.utilization or 0.0
     energy = s.energy_mj
@@ -173,9 +173,9 @@ def _rewind(s: GPUSample, end: float, prev: _Last) -> GPUSample | None:
         memory_used_bytes=None,
         power_watts=None,
         energy_mj=energy,
-        busy_seconds=max(busy - after * util / 100.0, prev.busy or 0.0),
-        idle_seconds=max(idle - (after if util < IDLE_SAMPLE_PERCENT else 0.0), prev.idle or 0.0),
-        sampled_seconds=max(sampled - after, prev.sampled or 0.0),
+        busy_seconds=max(busy - after * util / 100.0, busy0),
+        idle_seconds=max(idle - (after if util < IDLE_SAMPLE_PERCENT else 0.0), idle0),
+        sampled_seconds=max(sampled - after, sampled0),
     )
 
 
@@ -218,6 +218,10 @@ class RunAccount:
 
     def open_allocations(self) -> list[Allocation]:
         return [a for a in self.allocations if a.end is None]
+
+    def names_pod(self, pod_uid: str) -> bool:
+        """Whether a sample has named a GPU of the pod (a placeholder slot from its GPU request does not count)."""
+        return any(a.pod_uid == pod_uid and a.device for a in self.allocations)
 
     def known_devices(self) -> set[str]:
         return {a.uuid for a in self.open_allocations() if a.device}
@@ -266,8 +270,9 @@ class RunAccount:
             if not fresh:
                 continue
             at_end = _rewind(min(fresh, key=lambda x: x.time), end, prev)  # the first read after the last round
-            folded = at_end is not None and self._fold(alloc, at_end)
-            if folded and at_end is not None and at_end.energy_mj is not None and alloc.uuid not in readings:
+            if at_end is None or not self._fold(alloc, at_end):
+                continue
+            if at_end.energy_mj is not None and alloc.uuid not in readings:  # MIG: one reading per physical GPU
                 readings[alloc.uuid].append((at_end.time, at_end.energy_mj))
         self._fold_energy(readings)
         self.close_all(end)

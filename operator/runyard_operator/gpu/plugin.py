@@ -179,7 +179,8 @@ class GPUPlugin(RunPlugin):
         self._sink_tasks: set[asyncio.Task[None]] = set()
         self._series_task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
-        self._early: dict[tuple[str, str], float] = {}  # (run, pod) started, not sampled yet -> since when
+        # (run key, run UID, pod UID) of a pod that started and no read has named the GPUs of yet -> since when
+        self._early: dict[tuple[RunKey, str, str], float] = {}
 
     @classmethod
     def from_config(cls, config: OperatorConfig) -> GPUPlugin | None:
@@ -299,11 +300,19 @@ class GPUPlugin(RunPlugin):
         so the allocation's head (its start to the first sample) is seconds, not up to an interval."""
         if pod.phase != "Running" or not pod.node or pod.gpus <= 0 or run_uid in self._finished:
             return
-        state = self._runs.get(run_uid)
-        if state is not None and any(a.pod_uid == pod.uid and a.device for a in state.account.allocations):
-            return  # a read has named its GPUs already
-        self._early.setdefault((run_uid, pod.uid), time.monotonic())
+        if self._named(run_uid, pod.uid):
+            return
+        # Only a pod of a Job the run controls (owner UIDs): a pod carrying a run's label proves nothing.
+        owned = self._ctx.owned_pod(pod.uid) if self._ctx is not None else None
+        if owned is None:
+            return
+        self._early.setdefault((owned[0], run_uid, pod.uid), time.monotonic())
         self._wake.set()
+
+    def _named(self, run_uid: str, pod_uid: str) -> bool:
+        """Whether a read has named the GPUs of the run's pod (placeholder slots do not count)."""
+        state = self._runs.get(run_uid)
+        return state is not None and state.account.names_pod(pod_uid)
 
     # --- the loop --------------------------------------------------------------------------------------------
 
@@ -323,7 +332,7 @@ class GPUPlugin(RunPlugin):
                 continue
             started = time.monotonic()
             try:
-                await self.tick(None if regular else {run for run, _ in early})
+                await self.tick(None if regular else {key for key, _, _ in early})
             except Exception:  # one bad round must not end sampling for the operator's lifetime
                 SAMPLING_ERRORS.labels("round").inc()
                 logger.exception("gpu: sampling round failed")
@@ -332,13 +341,9 @@ class GPUPlugin(RunPlugin):
             if regular:
                 due = started + max(self.cfg.interval_seconds, elapsed + 0.05)
             # A run the round could not sample yet (the cache has not caught up with its phase) is tried again.
-            for (uid, pod_uid), since in early.items():
-                state = self._runs.get(uid)
-                sampled = state is not None and any(
-                    a.pod_uid == pod_uid and a.device for a in state.account.allocations
-                )
-                if not sampled and started - since < EARLY_RETRY_SECONDS:
-                    self._early.setdefault((uid, pod_uid), since)
+            for (key, uid, pod_uid), since in early.items():
+                if not self._named(uid, pod_uid) and started - since < EARLY_RETRY_SECONDS:
+                    self._early.setdefault((key, uid, pod_uid), since)
             if not regular:
                 await asyncio.sleep(MIN_EARLY_GAP_SECONDS)  # a burst of starting pods shares early rounds
                 if self._early:
@@ -350,23 +355,9 @@ class GPUPlugin(RunPlugin):
         work: list[tuple[Mapping[str, Any], _RunState, list[PodRef]]] = []
         present: set[str] = set()
         for key, body in self._ctx.runs():
-            meta = body.get("metadata") or {}
-            uid = str(meta.get("uid", ""))
-            present.add(uid)
-            status = body.get("status") or {}
-            phase = str(status.get("phase") or "")
-            if uid in self._finished or phase in TERMINAL_PHASES:
-                continue
-            pods: list[PodRef] = []
-            if phase in ACTIVE_PHASES:
-                pods = [_pod_ref(p) for p in self._ctx.pods_of(uid) if p.node and p.phase == "Running"]
-            state = self._runs.get(uid)
-            if state is None:
-                if not pods:
-                    continue
-                state = self._new_state(key, uid, body)
-                self._runs[uid] = state
-            work.append((body, state, pods))
+            present.add(str((body.get("metadata") or {}).get("uid", "")))
+            if (item := self._work_for(key, body)) is not None:
+                work.append(item)
         retain = self.cfg.retain_finished_seconds
         for uid, state in list(self._runs.items()):
             if uid not in present or (state.retired_at is not None and now - state.retired_at > retain):
@@ -375,6 +366,32 @@ class GPUPlugin(RunPlugin):
             if uid not in present and uid not in self._runs:
                 del self._finished[uid]
         return work
+
+    def _select_some(self, keys: set[RunKey]) -> list[tuple[Mapping[str, Any], _RunState, list[PodRef]]]:
+        """Runs to sample in an early round: only those named, read from the cache by key (never a scan of them all)."""
+        assert self._ctx is not None
+        bodies = [(key, body) for key in sorted(keys) if (body := self._ctx.run(key)) is not None]
+        return [item for key, body in bodies if (item := self._work_for(key, body)) is not None]
+
+    def _work_for(
+        self, key: RunKey, body: Mapping[str, Any]
+    ) -> tuple[Mapping[str, Any], _RunState, list[PodRef]] | None:
+        """One run's part of a round: its state (new once it has running pods) and its running pods; None to skip."""
+        assert self._ctx is not None
+        uid = str((body.get("metadata") or {}).get("uid", ""))
+        phase = str((body.get("status") or {}).get("phase") or "")
+        if uid in self._finished or phase in TERMINAL_PHASES:
+            return None
+        pods: list[PodRef] = []
+        if phase in ACTIVE_PHASES:
+            pods = [_pod_ref(p) for p in self._ctx.pods_of(uid) if p.node and p.phase == "Running"]
+        state = self._runs.get(uid)
+        if state is None:
+            if not pods:
+                return None
+            state = self._new_state(key, uid, body)
+            self._runs[uid] = state
+        return body, state, pods
 
     def _new_state(self, key: RunKey, uid: str, body: Mapping[str, Any]) -> _RunState:
         status = body.get("status") or {}
@@ -389,14 +406,16 @@ class GPUPlugin(RunPlugin):
                 state.idle_since = parse_epoch(mine.get("lastTransitionTime"))
         return state
 
-    async def tick(self, only: set[str] | None = None) -> None:
+    async def tick(self, only: set[RunKey] | None = None) -> None:
         """One sampling round for all running runs, or for the runs `only` names (public so tests can drive rounds
         without the timer)."""
         assert self._ctx is not None and self._source is not None
         now = self._clock()
-        work = [w for w in self._select(now) if only is None or w[1].uid in only]
         if only is None:
+            work = self._select(now)
             RUNS_SAMPLED.set(len(work))
+        else:
+            work = self._select_some(only)
         targets = [Target(st.key[0], p.name, p.uid, p.node) for _, st, pods in work for p in pods]
         devices = {d for _, st, _ in work for d in st.account.known_devices()}
         samples = []

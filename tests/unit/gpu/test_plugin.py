@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -93,25 +94,23 @@ class FakeSource:
     async def collect(self, targets: Sequence[Target], devices: Collection[str]) -> list[GPUSample]:
         self.calls.append((list(targets), set(devices)))
         self.energy += 400_000.0 * 15  # 400 W for 15 s, per GPU
-        out = []
-        for t in targets:
-            for i in range(2):
-                out.append(
-                    GPUSample(
-                        node=t.node,
-                        uuid=f"GPU-{t.node}-{i}",
-                        index=str(i),
-                        time=self.clock,
-                        namespace=t.namespace,
-                        pod=t.pod,
-                        container="trainer",
-                        utilization=self.util,
-                        memory_used_bytes=1e9 * (i + 1),
-                        power_watts=400.0,
-                        energy_mj=self.energy,
-                    )
-                )
-        return out
+        return [self.sample(t, i) for t in targets for i in range(2)]
+
+    def sample(self, t: Target, i: int) -> GPUSample:
+        """GPU `i` of the pod `t` names, as a plain DCGM exporter reports it."""
+        return GPUSample(
+            node=t.node,
+            uuid=f"GPU-{t.node}-{i}",
+            index=str(i),
+            time=self.clock,
+            namespace=t.namespace,
+            pod=t.pod,
+            container="trainer",
+            utilization=self.util,
+            memory_used_bytes=1e9 * (i + 1),
+            power_watts=400.0,
+            energy_mj=self.energy,
+        )
 
     async def close(self) -> None:
         pass
@@ -166,6 +165,9 @@ class Harness:
             pods_of=lambda uid: list(self.pods) if uid == UID else [],
             reconcile=self.writer.reconcile,
             status=store,
+            # The pods in `pods` belong to Jobs the run controls; any other pod is foreign.
+            owned_pod=lambda uid: next((((NS, NAME), p) for p in self.pods if p.uid == uid), None),
+            run=lambda key: self.body if key == (NS, NAME) else None,
         )
         self.plugin.attach(self.ctx)  # drive rounds by hand instead of the timer loop
 
@@ -432,32 +434,21 @@ class CountingSource(FakeSource):
         self.stop_busy = stop_busy
         self.pod_labels = True
 
-    async def collect(self, targets: Sequence[Target], devices: Collection[str]) -> list[GPUSample]:
-        self.calls.append((list(targets), set(devices)))
+    def sample(self, t: Target, i: int) -> GPUSample:
         busy = min(self.clock, self.stop_busy) - T0
         idle = max(self.clock - self.stop_busy, 0.0)
         util = 90.0 if self.clock < self.stop_busy else 0.0
-        out = []
-        for t in targets:
-            for i in range(2):
-                labels = {"namespace": t.namespace, "pod": t.pod, "container": "trainer"} if self.pod_labels else {}
-                out.append(
-                    GPUSample(
-                        node=t.node,
-                        uuid=f"GPU-{t.node}-{i}",
-                        index=str(i),
-                        time=self.clock,
-                        utilization=util,
-                        memory_used_bytes=1e9,
-                        power_watts=400.0 if util else 70.0,
-                        energy_mj=1e9 + (400.0 * busy + 70.0 * idle) * 1000,
-                        busy_seconds=0.9 * busy,
-                        idle_seconds=idle,
-                        sampled_seconds=self.clock - T0,
-                        **labels,  # type: ignore[arg-type]
-                    )
-                )
-        return out
+        owner = {} if self.pod_labels else {"namespace": "", "pod": "", "container": ""}
+        return replace(
+            super().sample(t, i),
+            utilization=util,
+            power_watts=400.0 if util else 70.0,
+            energy_mj=1e9 + (400.0 * busy + 70.0 * idle) * 1000,
+            busy_seconds=0.9 * busy,
+            idle_seconds=idle,
+            sampled_seconds=self.clock - T0,
+            **owner,  # type: ignore[arg-type]
+        )
 
 
 def test_finished_reads_the_gpus_once_more_so_the_tail_is_measured() -> None:
@@ -486,7 +477,7 @@ def test_finished_reads_the_gpus_once_more_so_the_tail_is_measured() -> None:
 def test_a_failing_final_read_still_ends_the_run() -> None:
     class Broken(FakeSource):
         async def collect(self, targets: Sequence[Target], devices: Collection[str]) -> list[GPUSample]:
-            if not targets or targets[0].pod != "llm-node-0" or len(self.calls) >= 2:
+            if len(self.calls) >= 2:  # the two rounds read; the final read fails
                 raise RuntimeError("exporter down")
             return await super().collect(targets, devices)
 
@@ -511,6 +502,8 @@ def test_a_starting_pod_gets_an_early_round_of_its_own() -> None:
         h.plugin.pod_changed(UID, h.pods[0])  # already sampled: nothing to do
         assert not h.plugin._wake.is_set()
         h.plugin.pod_changed(UID, pod_view(2, "n2", phase="Pending"))  # not running yet
+        assert not h.plugin._wake.is_set()
+        h.plugin.pod_changed(UID, pod_view(2, "n2"))  # running, but no Job of the run owns it (only its label)
         assert not h.plugin._wake.is_set()
         h.pods.append(pod_view(2, "n2"))
         h.plugin.pod_changed(UID, h.pods[-1])
@@ -537,7 +530,7 @@ def test_an_early_round_is_tried_again_until_the_cache_shows_the_run_active() ->
         await h.plugin.start(h.ctx)
         await asyncio.sleep(0)  # the first regular round: the run is not active yet, nothing to read
         h.plugin.pod_changed(UID, h.pods[0])  # its pod runs before the run's phase says so
-        await wait_for(lambda: not h.plugin._wake.is_set() and (UID, "pod-0") in h.plugin._early)
+        await wait_for(lambda: not h.plugin._wake.is_set() and ((NS, NAME), UID, "pod-0") in h.plugin._early)
         assert not h.source.calls
         h.body["status"]["phase"] = "Running"  # the controller's write reaches the cache
         await wait_for(lambda: len(h.source.calls) == 1)
